@@ -1,0 +1,122 @@
+//! Errors of the core: rich internally, each variant says what was wrong and how to fix it.
+
+use std::path::PathBuf;
+
+/// Result alias used across the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the core.
+///
+/// Messages are written for the person who typed the input: they name the field, the rule
+/// and, where there is one, what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field failed validation.
+    #[error("invalid {field}: {rule}")]
+    Invalid {
+        /// The field, as the API names it (`email`, `concerns`, ...).
+        field: String,
+        /// The rule it broke and how to fix it.
+        rule: String,
+    },
+    /// A free-text field looks like it holds a client identifier.
+    #[error(
+        "{field} looks like it contains {what}; client identifiers never go into Rapport. \
+         Remove it and describe the need with coded values instead"
+    )]
+    Identifier {
+        /// The field that was screened.
+        field: String,
+        /// What was found, in words ("an email address", "a full date").
+        what: String,
+    },
+    /// No entity with this id exists.
+    #[error("no {entity} with id {id}")]
+    NotFound {
+        /// `partner`, `referral`, ...
+        entity: &'static str,
+        /// The id that was asked for.
+        id: String,
+    },
+    /// The operation conflicts with the current state (e.g. touching an archived partner).
+    #[error("{0}")]
+    Conflict(String),
+    /// The home has no practice yet.
+    #[error("this home has no practice yet: create one first (rapport init) or join one")]
+    NoPractice,
+    /// The home already holds a practice.
+    #[error("this home already holds the practice {0:?}; use another home directory")]
+    PracticeExists(String),
+    /// A document written by a newer Rapport: it can be read but not written.
+    #[error(
+        "this {space} space was written by a newer Rapport (schema {found}, this build \
+         understands up to {supported}); it is read-only here: update Rapport to edit it"
+    )]
+    ReadOnly {
+        /// `practice` or `personal`.
+        space: &'static str,
+        /// Schema version found in the document.
+        found: u64,
+        /// Newest schema version this build writes.
+        supported: u64,
+    },
+    /// The home's database was created by a newer Rapport.
+    #[error(
+        "the home at {path} was created by a newer Rapport (store version {found}, this build \
+         supports up to {supported}); update Rapport. Nothing was changed"
+    )]
+    HomeTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: i64,
+        /// Newest store version this build knows.
+        supported: i64,
+    },
+    /// The home's database file is damaged or not a Rapport home.
+    #[error(
+        "the home at {path} is damaged or is not a Rapport home ({reason}); nothing was \
+         changed. Restore it from a backup or another device"
+    )]
+    CorruptHome {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
+    /// Bytes that should be an Automerge document or changes were not.
+    #[error("the document bytes are not valid ({0}); nothing was merged")]
+    CorruptDocument(String),
+    /// A document that is valid Automerge but not a Rapport space.
+    #[error("the document is not a Rapport {expected} space: {reason}")]
+    NotASpace {
+        /// The kind of space expected.
+        expected: &'static str,
+        /// What is missing.
+        reason: String,
+    },
+    /// SQLite failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] rusqlite::Error),
+    /// Automerge failed on a document we created ourselves.
+    #[error("document error: {0}")]
+    Document(#[from] automerge::AutomergeError),
+    /// Filesystem failure around the home directory.
+    #[error("cannot use {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Shorthand for a validation failure.
+    pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}

@@ -1,0 +1,995 @@
+use std::sync::{Arc, Mutex};
+
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ROOT};
+use jiff::tz::TimeZone;
+
+use super::*;
+use crate::model::{
+    NewFollowup, NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter,
+};
+use crate::vocab::{
+    Direction, FollowupStatus, PartnerKind, ReferralOutcome, ReferralStatus, StreamKind,
+    TouchpointKind, TouchpointOutcome,
+};
+use crate::{ChangeEvent, FixedClock, Origin};
+
+fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::new(
+        "2026-03-10T15:00:00Z".parse().unwrap(),
+        TimeZone::get("America/New_York").unwrap(),
+    ))
+}
+
+fn open(dir: &Path) -> Home {
+    Home::open_with(dir, HomeOptions { clock: clock() }).unwrap()
+}
+
+fn practice(dir: &Path) -> Home {
+    let home = open(dir);
+    home.create_practice("Riverside Counseling", "Ana Ruiz")
+        .unwrap();
+    home
+}
+
+fn partner(name: &str) -> NewPartner {
+    NewPartner {
+        kind: Some(PartnerKind::Therapist),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn day(s: &str) -> Day {
+    s.parse().unwrap()
+}
+
+fn invalid_field(err: Error) -> String {
+    match err {
+        Error::Invalid { field, .. } => field,
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn create_practice_sets_identity_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = open(dir.path());
+    assert!(home.identity().unwrap().is_none());
+    assert!(matches!(
+        home.add_partner(partner("X")),
+        Err(Error::NoPractice)
+    ));
+    let id = home
+        .create_practice("Riverside Counseling", "Ana Ruiz")
+        .unwrap();
+    assert_eq!(id.practice_name, "Riverside Counseling");
+    let members = home.members().unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].display_name, "Ana Ruiz");
+    assert_eq!(members[0].role, crate::vocab::Role::Owner);
+    let again = home.create_practice("Other", "Bo").unwrap_err();
+    assert!(
+        matches!(again, Error::PracticeExists(ref n) if n == "Riverside Counseling"),
+        "{again}"
+    );
+    assert_eq!(
+        invalid_field(
+            open(tempfile::tempdir().unwrap().path())
+                .create_practice(" ", "A")
+                .unwrap_err()
+        ),
+        "practice name"
+    );
+}
+
+#[test]
+fn partner_round_trip_with_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let stream = home
+        .create_stream("Therapists", StreamKind::Professional)
+        .unwrap();
+    let added = home
+        .add_partner(NewPartner {
+            kind: Some(PartnerKind::Physician),
+            name: "Dr. Lee Park".into(),
+            organization: Some("Eastside Family Medicine".into()),
+            credentials: Some("MD".into()),
+            npi: Some("1234567893".into()),
+            taxonomy_code: Some("207q00000x".into()),
+            email: Some("lpark@eastside.example".into()),
+            phone: Some("+1 555 010 2000".into()),
+            website: Some("https://eastside.example".into()),
+            city: Some("Portland".into()),
+            region: Some("OR".into()),
+            telehealth: true,
+            accepting: Some(false),
+            specialties: vec![
+                "Anxiety".into(),
+                "adhd".into(),
+                "custom:sleep-hygiene".into(),
+            ],
+            populations: vec!["adult".into()],
+            modalities: vec!["medication_management".into()],
+            insurance: vec!["commercial".into(), "medicaid".into()],
+            languages: vec!["en".into(), "ko".into()],
+            tags: vec!["Prescriber".into()],
+            ideal_client: "Adults whose anxiety needs medication review.".into(),
+            how_we_met: "Met at the county health fair; office at 12 Main St.".into(),
+            stream_id: Some(stream.id.clone()),
+            status: Some(crate::vocab::PartnerStatus::Active),
+            owner_member: None,
+        })
+        .unwrap();
+    let got = home.partner(&added.id).unwrap();
+    assert_eq!(got, added);
+    assert_eq!(got.taxonomy_code.as_deref(), Some("207Q00000X"));
+    assert_eq!(
+        got.specialties,
+        vec!["adhd", "anxiety", "custom:sleep-hygiene"]
+    );
+    assert_eq!(got.languages, vec!["en", "ko"]);
+    assert_eq!(got.tags, vec!["prescriber"]);
+    assert!(!got.accepting && got.telehealth);
+    let me = home.identity().unwrap().unwrap();
+    assert_eq!(got.owner_member.as_deref(), Some(me.member_id.as_str()));
+    assert_eq!(got.created_by, me.member_id);
+    assert_eq!(got.created_at, clock().now_ms());
+}
+
+#[test]
+fn every_partner_validation_names_its_field_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let cases: Vec<(&str, NewPartner)> = vec![
+        (
+            "kind",
+            NewPartner {
+                kind: None,
+                name: "A".into(),
+                ..Default::default()
+            },
+        ),
+        ("name", partner("  ")),
+        (
+            "email",
+            NewPartner {
+                email: Some("not-an-email".into()),
+                ..partner("A")
+            },
+        ),
+        (
+            "phone",
+            NewPartner {
+                phone: Some("12".into()),
+                ..partner("A")
+            },
+        ),
+        (
+            "website",
+            NewPartner {
+                website: Some("ftp://x".into()),
+                ..partner("A")
+            },
+        ),
+        (
+            "npi",
+            NewPartner {
+                npi: Some("1234567890".into()),
+                ..partner("A")
+            },
+        ),
+        (
+            "taxonomy_code",
+            NewPartner {
+                taxonomy_code: Some("123".into()),
+                ..partner("A")
+            },
+        ),
+        (
+            "city",
+            NewPartner {
+                city: Some("c".repeat(200)),
+                ..partner("A")
+            },
+        ),
+        (
+            "specialties",
+            NewPartner {
+                specialties: vec!["gambling".into()],
+                ..partner("A")
+            },
+        ),
+        (
+            "modalities",
+            NewPartner {
+                modalities: vec!["yoga".into()],
+                ..partner("A")
+            },
+        ),
+        (
+            "languages",
+            NewPartner {
+                languages: vec!["english".into()],
+                ..partner("A")
+            },
+        ),
+        (
+            "tags",
+            NewPartner {
+                tags: vec!["".into()],
+                ..partner("A")
+            },
+        ),
+        (
+            "stream_id",
+            NewPartner {
+                stream_id: Some("nope".into()),
+                ..partner("A")
+            },
+        ),
+        (
+            "owner_member",
+            NewPartner {
+                owner_member: Some("nope".into()),
+                ..partner("A")
+            },
+        ),
+    ];
+    for (field, input) in cases {
+        assert_eq!(invalid_field(home.add_partner(input).unwrap_err()), field);
+    }
+    let err = home
+        .add_partner(NewPartner {
+            how_we_met: "client SSN 123-45-6789".into(),
+            ..partner("A")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Identifier { ref field, .. } if field == "how_we_met"),
+        "{err}"
+    );
+    let unknown_stream = doc::new_id();
+    let err = home
+        .add_partner(NewPartner {
+            stream_id: Some(unknown_stream),
+            ..partner("A")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                entity: "stream",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(home.partner_count().unwrap(), 0);
+    assert_eq!(
+        home.heads(SpaceKind::Practice).unwrap().len(),
+        1,
+        "no change was committed"
+    );
+}
+
+#[test]
+fn edit_changes_only_given_fields_and_archive_hides() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let p = home
+        .add_partner(NewPartner {
+            city: Some("Salem".into()),
+            specialties: vec!["grief".into(), "anxiety".into()],
+            ..partner("Jo")
+        })
+        .unwrap();
+    let edited = home
+        .edit_partner(
+            &p.id,
+            PartnerEdit {
+                city: Some("".into()),
+                specialties: Some(vec!["grief".into(), "trauma_ptsd".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(edited.name, "Jo");
+    assert_eq!(edited.city, None);
+    assert_eq!(edited.specialties, vec!["grief", "trauma_ptsd"]);
+    assert_eq!(
+        invalid_field(
+            home.edit_partner(
+                &p.id,
+                PartnerEdit {
+                    email: Some("x".into()),
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+        ),
+        "email"
+    );
+    assert!(matches!(
+        home.edit_partner(&doc::new_id(), PartnerEdit::default()),
+        Err(Error::NotFound { .. })
+    ));
+
+    home.archive_partner(&p.id).unwrap();
+    assert!(home.partners(&PartnerFilter::default()).unwrap().is_empty());
+    let all = home
+        .partners(&PartnerFilter {
+            include_archived: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let err = home
+        .log_touchpoint(NewTouchpoint {
+            partner_id: p.id.clone(),
+            kind: TouchpointKind::Call,
+            at: None,
+            outcome: None,
+            note: String::new(),
+            allow_contact_details: false,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict(ref m) if m.contains("archived")),
+        "{err}"
+    );
+    home.restore_partner(&p.id).unwrap();
+    assert_eq!(home.partners(&PartnerFilter::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn touchpoints_are_screened_and_default_to_today_in_the_users_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(
+        // 02:00 UTC on 11 March is still 10 March in New York.
+        "2026-03-11T02:00:00Z".parse().unwrap(),
+        TimeZone::get("America/New_York").unwrap(),
+    ));
+    let home = Home::open_with(dir.path(), HomeOptions { clock }).unwrap();
+    home.create_practice("P", "M").unwrap();
+    let p = home.add_partner(partner("Sam")).unwrap();
+    let new = |note: &str, allow| NewTouchpoint {
+        partner_id: p.id.clone(),
+        kind: TouchpointKind::Email,
+        at: None,
+        outcome: Some(TouchpointOutcome::NoResponse),
+        note: note.into(),
+        allow_contact_details: allow,
+    };
+    let t = home
+        .log_touchpoint(new("Sent our group flyer", false))
+        .unwrap();
+    assert_eq!(t.at, day("2026-03-10"));
+    assert_eq!(t.outcome, Some(TouchpointOutcome::NoResponse));
+    let err = home
+        .log_touchpoint(new("her client jane@example.com wants a call", false))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Identifier { ref field, ref what } if field == "note" && what.contains("email")),
+        "{err}"
+    );
+    home.log_touchpoint(new("new office email is sam@practice.example", true))
+        .unwrap();
+    let err = home.log_touchpoint(new("DOB 4/5/1990", true)).unwrap_err();
+    assert!(matches!(err, Error::Identifier { .. }));
+    assert_eq!(home.touchpoints_of(&p.id).unwrap().len(), 2);
+    assert_eq!(
+        invalid_field(
+            home.log_touchpoint(NewTouchpoint {
+                partner_id: "x".into(),
+                ..new("", false)
+            })
+            .unwrap_err()
+        ),
+        "partner_id"
+    );
+}
+
+#[test]
+fn referrals_hold_only_coded_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let p = home.add_partner(partner("Kim")).unwrap();
+    let input = NewReferral {
+        partner_id: p.id.clone(),
+        direction: Direction::In,
+        at: Some(day("2026-03-01")),
+        concerns: vec!["anxiety".into(), "custom:school_refusal".into()],
+        age_band: Some(crate::vocab::AgeBand::Adolescent),
+        payer_category: Some(crate::vocab::PayerCategory::Medicaid),
+        modality: Some("family".into()),
+        status: None,
+    };
+    let r = home.record_referral(input.clone()).unwrap();
+    assert_eq!(r.status, ReferralStatus::Requested);
+    assert_eq!(r.concerns, vec!["anxiety", "custom:school_refusal"]);
+    assert_eq!(
+        invalid_field(
+            home.record_referral(NewReferral {
+                concerns: vec![],
+                ..input.clone()
+            })
+            .unwrap_err()
+        ),
+        "concerns"
+    );
+    assert_eq!(
+        invalid_field(
+            home.record_referral(NewReferral {
+                concerns: vec!["Jane Doe".into()],
+                ..input.clone()
+            })
+            .unwrap_err()
+        ),
+        "concerns"
+    );
+    assert_eq!(
+        invalid_field(
+            home.record_referral(NewReferral {
+                modality: Some("hypnosis".into()),
+                ..input.clone()
+            })
+            .unwrap_err()
+        ),
+        "modality"
+    );
+    let updated = home
+        .update_referral(
+            &r.id,
+            ReferralStatus::Completed,
+            Some(ReferralOutcome::IntakeHeld),
+        )
+        .unwrap();
+    assert_eq!(
+        (updated.status, updated.outcome),
+        (ReferralStatus::Completed, Some(ReferralOutcome::IntakeHeld))
+    );
+    assert_eq!(home.referrals_of(&p.id).unwrap(), vec![updated]);
+}
+
+#[test]
+fn followups_schedule_snooze_complete_repeat_and_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let p = home.add_partner(partner("Lou")).unwrap();
+    let f = home
+        .schedule_followup(NewFollowup {
+            partner_id: p.id.clone(),
+            due: day("2026-03-12"),
+            reason: "Ask about their ideal client".into(),
+            cadence_days: Some(30),
+        })
+        .unwrap();
+    assert_eq!(
+        invalid_field(home.snooze_followup(&f.id, day("2026-03-10")).unwrap_err()),
+        "until"
+    );
+    let snoozed = home.snooze_followup(&f.id, day("2026-03-20")).unwrap();
+    assert_eq!((snoozed.due, snoozed.snoozed), (day("2026-03-20"), 1));
+    let done = home
+        .complete_followup(&f.id, Some(day("2026-03-21")))
+        .unwrap();
+    assert_eq!(
+        (done.status, done.done_at),
+        (FollowupStatus::Done, Some(day("2026-03-21")))
+    );
+    let open = home.followups(FollowupStatus::Open).unwrap();
+    assert_eq!(open.len(), 1, "a repeating follow-up schedules its next");
+    assert_eq!(open[0].due, day("2026-04-20"));
+    assert!(matches!(
+        home.complete_followup(&f.id, None),
+        Err(Error::Conflict(_))
+    ));
+    let cancelled = home.cancel_followup(&open[0].id).unwrap();
+    assert_eq!(cancelled.status, FollowupStatus::Cancelled);
+    assert!(home.followups(FollowupStatus::Open).unwrap().is_empty());
+    assert_eq!(
+        invalid_field(
+            home.schedule_followup(NewFollowup {
+                partner_id: p.id.clone(),
+                due: day("2026-04-01"),
+                reason: String::new(),
+                cadence_days: Some(0)
+            })
+            .unwrap_err()
+        ),
+        "cadence_days"
+    );
+    let err = home
+        .schedule_followup(NewFollowup {
+            partner_id: p.id,
+            due: day("2026-04-01"),
+            reason: "call 555-123-4567 re: client".into(),
+            cadence_days: None,
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Identifier { ref field, .. } if field == "reason"));
+}
+
+#[test]
+fn list_filter_and_full_text_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let s = home.create_stream("Schools", StreamKind::School).unwrap();
+    assert!(matches!(
+        home.create_stream("schools", StreamKind::School),
+        Err(Error::Conflict(_))
+    ));
+    home.add_partner(NewPartner {
+        city: Some("Portland".into()),
+        specialties: vec!["eating_disorders".into()],
+        ..partner("Bea Quinn")
+    })
+    .unwrap();
+    home.add_partner(NewPartner {
+        kind: Some(PartnerKind::School),
+        stream_id: Some(s.id.clone()),
+        ideal_client: "Teens struggling with perfectionism".into(),
+        ..partner("Lincoln High")
+    })
+    .unwrap();
+    home.add_partner(NewPartner {
+        organization: Some("Quinn & Associates".into()),
+        ..partner("Al Diaz")
+    })
+    .unwrap();
+    let names = |ps: Vec<crate::model::Partner>| ps.into_iter().map(|p| p.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(home.partners(&PartnerFilter::default()).unwrap()),
+        vec!["Al Diaz", "Bea Quinn", "Lincoln High"]
+    );
+    assert_eq!(
+        names(
+            home.partners(&PartnerFilter {
+                kind: Some(PartnerKind::School),
+                ..Default::default()
+            })
+            .unwrap()
+        ),
+        vec!["Lincoln High"]
+    );
+    assert_eq!(
+        names(
+            home.partners(&PartnerFilter {
+                stream_id: Some(s.id),
+                ..Default::default()
+            })
+            .unwrap()
+        ),
+        vec!["Lincoln High"]
+    );
+    assert_eq!(
+        names(
+            home.partners(&PartnerFilter {
+                specialty: Some("eating_disorders".into()),
+                ..Default::default()
+            })
+            .unwrap()
+        ),
+        vec!["Bea Quinn"]
+    );
+    assert_eq!(
+        names(
+            home.partners(&PartnerFilter {
+                city: Some("PORTLAND".into()),
+                ..Default::default()
+            })
+            .unwrap()
+        ),
+        vec!["Bea Quinn"]
+    );
+    let mut quinn = names(home.search_partners("quinn", 10).unwrap());
+    quinn.sort();
+    assert_eq!(quinn, vec!["Al Diaz", "Bea Quinn"]);
+    assert_eq!(
+        names(home.search_partners("perfection", 10).unwrap()),
+        vec!["Lincoln High"]
+    );
+    assert_eq!(
+        names(home.search_partners("eating", 10).unwrap()),
+        vec!["Bea Quinn"]
+    );
+    assert!(
+        home.search_partners("\"*()", 10).unwrap().len() == 3,
+        "punctuation-only search lists all"
+    );
+    assert_eq!(
+        names(
+            home.partners(&PartnerFilter {
+                limit: Some(1),
+                offset: Some(1),
+                ..Default::default()
+            })
+            .unwrap()
+        ),
+        vec!["Bea Quinn"]
+    );
+    assert_eq!(home.resolve_partner("lin").unwrap().name, "Lincoln High");
+    assert!(matches!(
+        home.resolve_partner("zz"),
+        Err(Error::NotFound { .. })
+    ));
+    home.add_partner(partner("Bea Quill")).unwrap();
+    let err = home.resolve_partner("bea").unwrap_err().to_string();
+    assert!(err.contains("several partners"), "{err}");
+}
+
+#[test]
+fn reopening_reads_without_loading_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let home = practice(dir.path());
+        home.add_partner(partner("Persisted")).unwrap().id
+    };
+    let home = open(dir.path());
+    assert_eq!(home.partner(&id).unwrap().name, "Persisted");
+    assert_eq!(home.partners(&PartnerFilter::default()).unwrap().len(), 1);
+    assert_eq!(home.search_partners("persist", 5).unwrap().len(), 1);
+    assert!(
+        !home.is_document_loaded(SpaceKind::Practice),
+        "reads must not load the document"
+    );
+    home.add_partner(partner("Second")).unwrap();
+    assert!(home.is_document_loaded(SpaceKind::Practice));
+}
+
+#[test]
+fn personal_notes_stay_out_of_the_practice_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let p = home.add_partner(partner("Noted")).unwrap();
+    let note = home
+        .add_note(&p.id, "Seems overloaded this spring; try again in June.")
+        .unwrap();
+    assert_eq!(home.notes_of(&p.id).unwrap(), vec![note]);
+    let practice = home.export_document(SpaceKind::Practice).unwrap();
+    let needle = b"overloaded";
+    assert!(!practice.windows(needle.len()).any(|w| w == needle));
+    let personal = Automerge::load(&home.export_document(SpaceKind::Personal).unwrap()).unwrap();
+    assert!(doc::check_shape(&personal, SpaceKind::Personal).is_ok());
+}
+
+fn pair() -> (tempfile::TempDir, Home, tempfile::TempDir, Home) {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = practice(da.path());
+    let b = open(db.path());
+    let id = a.identity().unwrap().unwrap();
+    b.join_practice(
+        &id.practice_id,
+        &a.export_document(SpaceKind::Practice).unwrap(),
+        "Ben Ode",
+    )
+    .unwrap();
+    a.merge(
+        SpaceKind::Practice,
+        &b.export_document(SpaceKind::Practice).unwrap(),
+    )
+    .unwrap();
+    (da, a, db, b)
+}
+
+#[test]
+fn two_homes_converge_and_listeners_hear_local_and_remote() {
+    let (_da, a, _db, b) = pair();
+    assert_eq!(a.members().unwrap().len(), 2);
+    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
+    let sink = events.clone();
+    let sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
+        sink.lock().unwrap().push(e.clone())
+    }));
+    let before_a = a.heads(SpaceKind::Practice).unwrap();
+    let p = a.add_partner(partner("Shared")).unwrap();
+    let bytes = a.export_document(SpaceKind::Practice).unwrap();
+    let outcome = b.merge(SpaceKind::Practice, &bytes).unwrap();
+    assert!(outcome.changed);
+    assert!(
+        !b.merge(SpaceKind::Practice, &bytes).unwrap().changed,
+        "duplicates are harmless"
+    );
+    b.edit_partner(
+        &p.id,
+        PartnerEdit {
+            city: Some("Eugene".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    {
+        let events = events.lock().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].origin, Origin::Remote);
+        assert!(events[0].entities.iter().any(|e| e.id == p.id));
+        assert_eq!(events[1].origin, Origin::Local);
+        assert_eq!(events[1].entities[0].id, p.id);
+    }
+    drop(sub);
+    b.edit_partner(
+        &p.id,
+        PartnerEdit {
+            city: Some("Bend".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        events.lock().unwrap().len(),
+        2,
+        "no delivery after the subscription is dropped"
+    );
+    a.merge(
+        SpaceKind::Practice,
+        &b.export_document(SpaceKind::Practice).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(a.heads(SpaceKind::Practice).unwrap(), before_a);
+    assert_eq!(
+        a.heads(SpaceKind::Practice).unwrap(),
+        b.heads(SpaceKind::Practice).unwrap()
+    );
+    assert_eq!(a.read_model_dump().unwrap(), b.read_model_dump().unwrap());
+    assert_eq!(a.partner(&p.id).unwrap().city.as_deref(), Some("Bend"));
+}
+
+#[test]
+fn corrupt_bytes_are_refused_and_change_nothing() {
+    let (_da, a, _db, b) = pair();
+    a.add_partner(partner("Keep")).unwrap();
+    let good = a.export_document(SpaceKind::Practice).unwrap();
+    let dump = b.read_model_dump().unwrap();
+    let heads = b.heads(SpaceKind::Practice).unwrap();
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    for bad in [
+        &good[..good.len() / 2],
+        &flipped[..],
+        b"garbage bytes".as_slice(),
+    ] {
+        let err = b.merge(SpaceKind::Practice, bad);
+        assert!(
+            matches!(err, Err(Error::CorruptDocument(_))) || matches!(err, Ok(ref o) if !o.changed),
+            "{err:?}"
+        );
+        assert_eq!(b.read_model_dump().unwrap(), dump);
+        assert_eq!(b.heads(SpaceKind::Practice).unwrap(), heads);
+    }
+    assert!(
+        b.merge(SpaceKind::Practice, &good).unwrap().changed,
+        "the good bytes still merge after refusals"
+    );
+    assert!(matches!(
+        open(tempfile::tempdir().unwrap().path()).join_practice(&doc::new_id(), b"nope", "X"),
+        Err(Error::CorruptDocument(_))
+    ));
+}
+
+#[test]
+fn a_newer_schema_is_read_only_and_unknown_fields_survive() {
+    let (_da, a, _db, b) = pair();
+    let p = a.add_partner(partner("Future")).unwrap();
+    // A newer build adds a field to a partner.
+    let mut newer = Automerge::load(&a.export_document(SpaceKind::Practice).unwrap()).unwrap();
+    newer
+        .transact(|tx| -> Result<()> {
+            let o = doc::entity(tx, doc::Collection::Partners, &p.id)?.unwrap();
+            tx.put(&o, "pronouns", "they/them")?;
+            Ok(())
+        })
+        .unwrap();
+    b.merge(SpaceKind::Practice, &newer.save()).unwrap();
+    b.edit_partner(
+        &p.id,
+        PartnerEdit {
+            city: Some("Bend".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let roundtrip = Automerge::load(&b.export_document(SpaceKind::Practice).unwrap()).unwrap();
+    let o = doc::entity(&roundtrip, doc::Collection::Partners, &p.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        doc::fields::get_str(&roundtrip, &o, "pronouns").as_deref(),
+        Some("they/them")
+    );
+    assert_eq!(
+        doc::fields::get_str(&roundtrip, &o, "city").as_deref(),
+        Some("Bend")
+    );
+
+    // Then it bumps the schema: this build can still read and merge, but not write.
+    newer
+        .transact(|tx| -> Result<()> {
+            tx.put(
+                ROOT,
+                "schema",
+                automerge::ScalarValue::Uint(SCHEMA_VERSION + 1),
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    b.merge(SpaceKind::Practice, &newer.save()).unwrap();
+    let err = b.add_partner(partner("Refused")).unwrap_err();
+    assert!(
+        matches!(err, Error::ReadOnly { found, .. } if found == SCHEMA_VERSION + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("update Rapport"));
+    assert_eq!(b.partner(&p.id).unwrap().name, "Future");
+    assert_eq!(doc::schema_of(&roundtrip), SCHEMA_VERSION);
+}
+
+#[test]
+fn a_read_model_behind_its_document_is_rebuilt_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = {
+        let home = practice(dir.path());
+        for i in 0..5 {
+            home.add_partner(NewPartner {
+                specialties: vec!["grief".into()],
+                ..partner(&format!("P{i}"))
+            })
+            .unwrap();
+        }
+        home.read_model_dump().unwrap()
+    };
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(store::DB_FILE)).unwrap();
+        conn.execute_batch(
+            "DELETE FROM partners WHERE name_key = 'p3'; UPDATE spaces SET model_heads = x'00'",
+        )
+        .unwrap();
+    }
+    let home = open(dir.path());
+    assert_eq!(home.read_model_dump().unwrap(), expected);
+}
+
+#[test]
+fn a_home_from_store_version_1_is_upgraded_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = practice(source_dir.path());
+    let p = source.add_partner(partner("Carried Over")).unwrap();
+    let snapshot = source.export_document(SpaceKind::Practice).unwrap();
+    let personal = source.export_document(SpaceKind::Personal).unwrap();
+    let ids = source.identity().unwrap().unwrap();
+    {
+        // What version 1 of the store wrote: identity, spaces and chunks.
+        let path = dir.path().join(store::DB_FILE);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        store::migrate(&path, &conn, 1).unwrap();
+        for (k, v) in [
+            ("device_id", &ids.device_id),
+            ("member_id", &ids.member_id),
+            ("practice_id", &ids.practice_id),
+            ("personal_id", &ids.personal_space_id),
+        ] {
+            conn.execute("INSERT INTO home VALUES (?1, ?2)", [k, v.as_str()])
+                .unwrap();
+        }
+        for (id, kind, bytes) in [
+            (&ids.practice_id, SpaceKind::Practice, &snapshot),
+            (&ids.personal_space_id, SpaceKind::Personal, &personal),
+        ] {
+            let d = Automerge::load(bytes).unwrap();
+            chunks::create_space(&conn, id, kind, bytes, &d.get_heads(), 1).unwrap();
+        }
+    }
+    let home = open(dir.path());
+    assert_eq!(
+        store::user_version(&home.lock_writer().conn).unwrap(),
+        store::STORE_VERSION
+    );
+    assert_eq!(home.partner(&p.id).unwrap().name, "Carried Over");
+    assert_eq!(
+        home.identity().unwrap().unwrap().practice_name,
+        "Riverside Counseling"
+    );
+    home.add_partner(partner("After upgrade")).unwrap();
+}
+
+#[test]
+fn a_truncated_database_is_refused_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let home = practice(dir.path());
+        for i in 0..200 {
+            home.add_partner(NewPartner {
+                ideal_client: "x".repeat(300),
+                ..partner(&format!("Partner {i}"))
+            })
+            .unwrap();
+        }
+        home.compact(SpaceKind::Practice).unwrap();
+        let conn = home.lock_writer();
+        conn.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+    }
+    let path = dir.path().join(store::DB_FILE);
+    let full = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &full[..full.len() / 3]).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("rapport.db-wal"));
+    let before = std::fs::read(&path).unwrap();
+    let result = Home::open_with(dir.path(), HomeOptions { clock: clock() })
+        .and_then(|home| {
+            home.partners(&PartnerFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .map(|_| home)
+        })
+        .and_then(|home| home.add_partner(partner("after")).map(|_| ()));
+    let err = result.expect_err("a truncated home must not work silently");
+    let text = err.to_string();
+    eprintln!("truncated home: {text}");
+    assert!(
+        matches!(
+            err,
+            Error::CorruptHome { .. } | Error::Storage(_) | Error::CorruptDocument(_)
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("damaged") || text.contains("malformed") || text.contains("not valid"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the damaged file is left as it was"
+    );
+}
+
+#[test]
+fn the_chunk_log_compacts_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let p = home.add_partner(partner("Busy")).unwrap();
+    for i in 0..1_100 {
+        home.edit_partner(
+            &p.id,
+            PartnerEdit {
+                city: Some(format!("City {i}")),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let stats = chunks::stats(
+        &home.lock_writer().conn,
+        &home.identity().unwrap().unwrap().practice_id,
+    )
+    .unwrap();
+    assert!(stats.incremental_chunks < 1_000, "{stats:?}");
+    drop(home);
+    let home = open(dir.path());
+    home.add_partner(partner("Again")).unwrap();
+    assert_eq!(
+        home.partner(&p.id).unwrap().city.as_deref(),
+        Some("City 1099")
+    );
+}
+
+#[test]
+fn ideal_client_statements_belong_to_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let me = home
+        .set_ideal_client("Adults navigating grief and life transitions; evenings.")
+        .unwrap();
+    assert!(me.ideal_client.starts_with("Adults navigating grief"));
+    assert!(!home.set_accepting(false).unwrap().accepting);
+    assert!(matches!(
+        home.set_ideal_client("client MRN 123456"),
+        Err(Error::Identifier { .. })
+    ));
+}

@@ -1,0 +1,24 @@
+//! Rapport's core: a therapy practice's referral network kept offline on every device.
+//!
+//! - [`Home`] is the API: one per device home directory (see `home`).
+//! - [`model`] and [`vocab`] are the records and coded vocabularies it speaks.
+//! - `doc` holds the Automerge document shape; `store` the SQLite file and read model.
+//! - [`privacy`] screens free text for client identifiers before anything is written.
+
+pub mod clock;
+pub mod doc;
+pub mod error;
+pub mod events;
+mod home;
+pub mod model;
+pub mod privacy;
+pub mod store;
+pub mod validate;
+pub mod vocab;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use doc::SpaceKind;
+pub use error::{Error, Result};
+pub use events::{ChangeEvent, ChangeListener, ChangedEntity, Origin, Subscription};
+pub use home::{Home, HomeOptions, MergeOutcome};
+pub use validate::Day;

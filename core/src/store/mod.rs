@@ -1,0 +1,275 @@
+//! The home's SQLite file: schema, migrations, and the connection settings.
+//!
+//! One file per device home, WAL mode, one writer. Migrations run by `user_version` inside
+//! an IMMEDIATE transaction; a file from a newer Rapport is refused before anything is
+//! written to it.
+
+pub mod chunks;
+pub mod queries;
+pub mod read_model;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+/// Migrations in order; migration `i` brings the file from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: identity, spaces, chunk log, read model and full-text index.
+    r#"
+    CREATE TABLE home (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE spaces (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        doc_heads BLOB NOT NULL,
+        model_heads BLOB NOT NULL,
+        model_version INTEGER NOT NULL,
+        schema INTEGER NOT NULL
+    );
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY,
+        space_id TEXT NOT NULL REFERENCES spaces(id),
+        snapshot INTEGER NOT NULL,
+        bytes BLOB NOT NULL
+    );
+    CREATE INDEX chunks_by_space ON chunks(space_id, id);
+
+    CREATE TABLE practice (space_id TEXT PRIMARY KEY, name TEXT NOT NULL, settings TEXT NOT NULL);
+    CREATE TABLE members (id TEXT PRIMARY KEY, display_name TEXT NOT NULL, archived INTEGER NOT NULL, data TEXT NOT NULL);
+    CREATE TABLE streams (id TEXT PRIMARY KEY, name TEXT NOT NULL, data TEXT NOT NULL);
+    CREATE TABLE partners (
+        rid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        stream_id TEXT,
+        status TEXT NOT NULL,
+        city_key TEXT,
+        archived INTEGER NOT NULL,
+        accepting INTEGER NOT NULL,
+        telehealth INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX partners_by_name ON partners(archived, name_key, id);
+    CREATE INDEX partners_by_stream ON partners(stream_id);
+    CREATE TABLE partner_facets (
+        facet TEXT NOT NULL,
+        value TEXT NOT NULL,
+        partner_rid INTEGER NOT NULL,
+        PRIMARY KEY (facet, value, partner_rid)
+    ) WITHOUT ROWID;
+    CREATE INDEX partner_facets_by_partner ON partner_facets(partner_rid);
+    CREATE VIRTUAL TABLE partners_fts USING fts5(
+        name, organization, place, facets, statements,
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE touchpoints (
+        id TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at TEXT NOT NULL,
+        outcome TEXT,
+        archived INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX touchpoints_by_partner ON touchpoints(partner_id, at);
+    CREATE INDEX touchpoints_by_day ON touchpoints(at);
+    CREATE TABLE referrals (
+        id TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        outcome TEXT,
+        age_band TEXT,
+        payer_category TEXT,
+        modality TEXT,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX referrals_by_partner ON referrals(partner_id, at);
+    CREATE INDEX referrals_by_day ON referrals(at);
+    CREATE TABLE referral_concerns (
+        concern TEXT NOT NULL,
+        referral_id TEXT NOT NULL,
+        PRIMARY KEY (concern, referral_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX referral_concerns_by_referral ON referral_concerns(referral_id);
+    CREATE TABLE followups (
+        id TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        due TEXT NOT NULL,
+        status TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX followups_by_status ON followups(status, due);
+    CREATE INDEX followups_by_partner ON followups(partner_id);
+    CREATE TABLE notes (
+        id TEXT PRIMARY KEY,
+        partner_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        archived INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX notes_by_partner ON notes(partner_id, at);
+    "#,
+    // 2: per-space sync state (relay cursor, heads the relay acknowledged, key epoch).
+    r#"
+    CREATE TABLE sync_state (
+        space_id TEXT PRIMARY KEY REFERENCES spaces(id),
+        relay_cursor INTEGER NOT NULL DEFAULT 0,
+        acked_heads BLOB NOT NULL DEFAULT x'',
+        key_epoch INTEGER NOT NULL DEFAULT 0,
+        last_sync_at INTEGER
+    );
+    "#,
+];
+
+/// The store version this build creates and understands.
+pub const STORE_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The database file inside a home directory.
+pub const DB_FILE: &str = "rapport.db";
+
+/// Maps an SQLite error that means "this file is damaged or not ours".
+pub fn classify(path: &Path, err: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match err.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => Error::CorruptHome {
+            path: path.to_path_buf(),
+            reason: err.to_string(),
+        },
+        _ => Error::Storage(err),
+    }
+}
+
+/// Opens (creating if needed) the home database and brings it to [`STORE_VERSION`].
+pub fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, e))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // Read the version before any statement that writes, so a file from a newer Rapport
+    // (or one that is not a database at all) is left exactly as it was.
+    let version = user_version(&conn).map_err(|e| classify(path, e))?;
+    if version > STORE_VERSION {
+        return Err(Error::HomeTooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: STORE_VERSION,
+        });
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| classify(path, e))?;
+    // FULL: a write the API reported as committed survives power loss, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(path, &conn, STORE_VERSION)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for queries, so readers never block the writer.
+pub fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, e))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The file's `user_version`.
+pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Applies migrations up to `target` in one IMMEDIATE transaction.
+pub fn migrate(path: &Path, conn: &Connection, target: i64) -> Result<()> {
+    let current = user_version(conn).map_err(|e| classify(path, e))?;
+    if current >= target {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let to = index as i64 + 1;
+        if to > current && to <= target {
+            tx.execute_batch(sql).map_err(|e| classify(path, e))?;
+        }
+    }
+    tx.pragma_update(None, "user_version", target)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn upgrading_from_every_version_matches_a_fresh_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = open_writer(&dir.path().join("fresh.db")).unwrap();
+        for start in 0..STORE_VERSION {
+            let path = dir.path().join(format!("v{start}.db"));
+            {
+                let conn = Connection::open(&path).unwrap();
+                migrate(&path, &conn, start).unwrap();
+                assert_eq!(user_version(&conn).unwrap(), start);
+            }
+            let upgraded = open_writer(&path).unwrap();
+            assert_eq!(user_version(&upgraded).unwrap(), STORE_VERSION);
+            assert_eq!(schema(&upgraded), schema(&fresh), "upgrade from v{start}");
+        }
+    }
+
+    #[test]
+    fn a_newer_file_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", STORE_VERSION + 1)
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = open_writer(&path).unwrap_err();
+        assert!(matches!(err, Error::HomeTooNew { found, .. } if found == STORE_VERSION + 1));
+        assert!(err.to_string().contains("update Rapport"));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.db");
+        std::fs::write(
+            &path,
+            b"this is not sqlite at all, just some bytes padded out....",
+        )
+        .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = open_writer(&path).unwrap_err();
+        assert!(matches!(err, Error::CorruptHome { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+}
