@@ -6,6 +6,8 @@
 //! the change is made, and its bytes, the read-model rows and the new heads are committed
 //! in one SQLite transaction before the call returns.
 
+mod batch;
+mod partner_edit;
 mod read;
 mod write;
 
@@ -24,6 +26,7 @@ use crate::events::{ChangeEvent, ChangeListener, Listeners, Origin, Subscription
 use crate::store::{self, chunks, queries, read_model};
 use crate::validate::Day;
 
+pub use batch::Batch;
 pub use write::MergeOutcome;
 
 /// How to open a home.
@@ -75,8 +78,8 @@ pub struct Home {
 }
 
 /// What the writer passes to a write: who writes and when.
-pub(crate) struct Ctx<'a> {
-    pub member_id: &'a str,
+pub(crate) struct Ctx {
+    pub member_id: String,
     pub now_ms: i64,
     pub today: Day,
 }
@@ -212,6 +215,19 @@ impl Home {
             .ok_or(Error::NoPractice)
     }
 
+    /// The changes of a space that are not ancestors of `heads`, as Automerge bytes
+    /// (what a sync push sends: `save_after(acked_heads)`).
+    pub fn changes_since(&self, kind: SpaceKind, heads: &[ChangeHash]) -> Result<Vec<u8>> {
+        let mut writer = self.lock_writer();
+        let Writer { conn, spaces, .. } = &mut *writer;
+        let space = load_space(conn, spaces, kind)?;
+        space
+            .doc
+            .as_ref()
+            .map(|d| d.save_after(heads))
+            .ok_or(Error::NoPractice)
+    }
+
     /// The heads of a space's document, as stored (does not load the document).
     pub fn heads(&self, kind: SpaceKind) -> Result<Vec<ChangeHash>> {
         let writer = self.lock_writer();
@@ -228,7 +244,7 @@ impl Home {
     pub(crate) fn write<T>(
         &self,
         kind: SpaceKind,
-        f: impl FnOnce(&mut Transaction<'_>, &Ctx<'_>) -> Result<(T, Vec<EntityRef>)>,
+        f: impl FnOnce(&mut Transaction<'_>, &Ctx) -> Result<(T, Vec<EntityRef>)>,
     ) -> Result<T> {
         let (value, event) = {
             let mut writer = self.lock_writer();
@@ -244,18 +260,20 @@ impl Home {
             }
             let now_ms = self.clock.now_ms();
             let ctx = Ctx {
-                member_id: &ids.member_id,
+                member_id: ids.member_id.clone(),
                 now_ms,
                 today: self.clock.today(),
             };
             let doc = space.doc.as_mut().ok_or(Error::NoPractice)?;
-            let (value, refs) = doc
+            let (value, mut refs) = doc
                 .transact_with(
                     |_| doc::commit_options(&ids.member_id, now_ms),
                     |tx| f(tx, &ctx),
                 )
                 .map(|success| success.result)
                 .map_err(|failure| failure.error)?;
+            refs.sort();
+            refs.dedup();
             persist(conn, space, &refs)?;
             maybe_compact(conn, space);
             (value, ChangeEvent::new(kind, Origin::Local, &refs))
