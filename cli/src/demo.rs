@@ -76,12 +76,14 @@ pub fn run() -> Result<()> {
             outcome: Some(TouchpointOutcome::NoResponse),
             note: "Introduced the practice and asked for their ideal client.".into(),
             allow_contact_details: false,
+            member_id: None,
         })?;
         home.schedule_followup(NewFollowup {
             partner_id: partner.id.clone(),
             due: today,
             reason: "No response yet: follow up by phone.".into(),
             cadence_days: Some(14),
+            member_id: None,
         })?;
     }
 
@@ -96,6 +98,7 @@ pub fn run() -> Result<()> {
             payer_category: Some(PayerCategory::Commercial),
             modality: Some("individual".into()),
             status: None,
+            member_id: None,
         })
     };
     referral(&owner, &lee.id, Direction::In, "anxiety")?;
@@ -110,6 +113,7 @@ pub fn run() -> Result<()> {
         outcome: Some(TouchpointOutcome::Reached),
         note: "Shared our grief group schedule with the facilitators.".into(),
         allow_contact_details: false,
+            member_id: None,
     })?;
     referral(&cara, &grief.id, Direction::In, "grief")?;
     exchange(&[&owner, &ben, &cara])?;

@@ -325,6 +325,8 @@ pub struct NewTouchpoint {
     pub note: String,
     /// Deliberate override: the note holds a professional's contact details.
     pub allow_contact_details: bool,
+    /// The clinician who reached out (default: this device's member).
+    pub member_id: Option<String>,
 }
 
 /// A referral to record.
@@ -346,6 +348,8 @@ pub struct NewReferral {
     pub modality: Option<String>,
     /// Status (default requested).
     pub status: Option<ReferralStatus>,
+    /// The clinician on our side (default: this device's member).
+    pub member_id: Option<String>,
 }
 
 /// A follow-up to schedule.
@@ -359,6 +363,8 @@ pub struct NewFollowup {
     pub reason: String,
     /// Repeat every this many days when completed.
     pub cadence_days: Option<u32>,
+    /// The clinician who should follow up (default: this device's member).
+    pub member_id: Option<String>,
 }
 
 /// Which partners a list returns.

@@ -308,6 +308,7 @@ fn apply(replicas: &mut [Replica], op: &Op) {
                     }),
                     note: "Left a message about our new group".into(),
                     allow_contact_details: false,
+            member_id: None,
                 })
                 .map(drop),
             None => Ok(()),
@@ -329,6 +330,7 @@ fn apply(replicas: &mut [Replica], op: &Op) {
                     payer_category: None,
                     modality: None,
                     status: None,
+                    member_id: None,
                 })
                 .map(drop),
             None => Ok(()),
@@ -354,6 +356,7 @@ fn apply(replicas: &mut [Replica], op: &Op) {
                     due: "2026-05-20".parse().unwrap(),
                     reason: "check in".into(),
                     cadence_days: Some(14),
+                    member_id: None,
                 })
                 .map(drop),
             None => Ok(()),

@@ -1,1 +1,3 @@
-//! End-to-end tests and benchmarks.
+//! End-to-end tests, the deterministic practice generator and the `rapport-bench` binary.
+
+pub mod generator;

@@ -65,6 +65,38 @@ impl<'a, 'b> Batch<'a, 'b> {
         }
     }
 
+    /// The clinician a record belongs to: the one named, who must be a member, or this
+    /// device's member.
+    fn member_for(&self, field: &str, given: Option<&str>) -> Result<String> {
+        match given.map(str::trim).filter(|m| !m.is_empty()) {
+            None => Ok(self.ctx.member_id.clone()),
+            Some(member) => {
+                let id = validate::id(field, member)?;
+                existing(self.tx, Collection::Members, "member", &id)?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Adds a colleague's member record (owner or admin only), e.g. for a clinician whose
+    /// history is imported before they have a device.
+    pub fn add_member(&mut self, display_name: &str, role: Role) -> Result<Member> {
+        self.in_space(SpaceKind::Practice, "a member")?;
+        let name = validate::name("display_name", display_name)?;
+        let me = existing(self.tx, Collection::Members, "member", &self.ctx.member_id)?;
+        let my_role = get_str(self.tx, &me, "role").and_then(|r| Role::parse(&r).ok());
+        if !matches!(my_role, Some(Role::Owner | Role::Admin)) {
+            return Err(Error::Conflict("only an owner or admin can add members to the practice".into()));
+        }
+        if role == Role::Owner {
+            return Err(Error::invalid("role", "a practice has one owner; add the member as admin or member"));
+        }
+        let id = doc::new_id();
+        add_member(self.tx, &id, &name, role, None, self.ctx.now_ms)?;
+        self.done(EntityKind::Member, &id);
+        project::member(self.tx, &id).ok_or_else(|| lost("member", &id))
+    }
+
     fn done(&mut self, kind: EntityKind, id: &str) {
         self.refs.push((kind, id.to_string()));
     }
@@ -172,12 +204,13 @@ impl<'a, 'b> Batch<'a, 'b> {
             Screen::Strict
         };
         let note = validate::text("note", &input.note, strength)?;
+        let member_id = self.member_for("member_id", input.member_id.as_deref())?;
         active_partner(self.tx, &partner_id)?;
         let at = input.at.unwrap_or(self.ctx.today);
         let id = doc::new_id();
         let o = self.new_entity(Collection::Touchpoints, &id)?;
         put_str(self.tx, &o, "partner_id", &partner_id)?;
-        put_str(self.tx, &o, "member_id", &self.ctx.member_id)?;
+        put_str(self.tx, &o, "member_id", &member_id)?;
         put_str(self.tx, &o, "kind", input.kind.code())?;
         put_str(self.tx, &o, "at", &at.to_string())?;
         put_opt_str(self.tx, &o, "outcome", input.outcome.map(|o| o.code()))?;
@@ -205,12 +238,13 @@ impl<'a, 'b> Batch<'a, 'b> {
             .as_deref()
             .map(|m| vocab::open_code("modality", vocab::MODALITIES, m))
             .transpose()?;
+        let member_id = self.member_for("member_id", input.member_id.as_deref())?;
         active_partner(self.tx, &partner_id)?;
         let at = input.at.unwrap_or(self.ctx.today);
         let id = doc::new_id();
         let o = self.new_entity(Collection::Referrals, &id)?;
         put_str(self.tx, &o, "partner_id", &partner_id)?;
-        put_str(self.tx, &o, "member_id", &self.ctx.member_id)?;
+        put_str(self.tx, &o, "member_id", &member_id)?;
         put_str(self.tx, &o, "direction", input.direction.code())?;
         put_str(self.tx, &o, "at", &at.to_string())?;
         put_set(self.tx, &o, "concerns", &concerns)?;
@@ -262,9 +296,10 @@ impl<'a, 'b> Batch<'a, 'b> {
                 "must be between 1 and 366 days",
             ));
         }
+        let member_id = self.member_for("member_id", input.member_id.as_deref())?;
         active_partner(self.tx, &partner_id)?;
         let id = doc::new_id();
-        self.insert_followup(&id, &partner_id, input.due, &reason, input.cadence_days)?;
+        self.insert_followup(&id, &partner_id, &member_id, input.due, &reason, input.cadence_days)?;
         project::followup(self.tx, &id).ok_or_else(|| lost("follow-up", &id))
     }
 
@@ -281,10 +316,10 @@ impl<'a, 'b> Batch<'a, 'b> {
         let cadence = get_i64(self.tx, &o, "cadence_days").and_then(|d| u32::try_from(d).ok());
         if let (Some(days), Some(partner_id)) = (cadence, get_str(self.tx, &o, "partner_id")) {
             let due = done.saturating_add(jiff::Span::new().days(i64::from(days)));
-            let reason = project::followup(self.tx, &id)
-                .map(|f| f.reason)
-                .unwrap_or_default();
-            self.insert_followup(&doc::new_id(), &partner_id, due, &reason, Some(days))?;
+            let previous = project::followup(self.tx, &id);
+            let reason = previous.as_ref().map(|f| f.reason.clone()).unwrap_or_default();
+            let member_id = previous.map_or_else(|| self.ctx.member_id.clone(), |f| f.member_id);
+            self.insert_followup(&doc::new_id(), &partner_id, &member_id, due, &reason, Some(days))?;
         }
         project::followup(self.tx, &id).ok_or_else(|| lost("follow-up", &id))
     }
@@ -380,13 +415,14 @@ impl<'a, 'b> Batch<'a, 'b> {
         &mut self,
         id: &str,
         partner_id: &str,
+        member_id: &str,
         due: Day,
         reason: &str,
         cadence_days: Option<u32>,
     ) -> Result<()> {
         let o = self.new_entity(Collection::Followups, id)?;
         put_str(self.tx, &o, "partner_id", partner_id)?;
-        put_str(self.tx, &o, "member_id", &self.ctx.member_id)?;
+        put_str(self.tx, &o, "member_id", member_id)?;
         put_str(self.tx, &o, "due", &due.to_string())?;
         put_str(self.tx, &o, "status", FollowupStatus::Open.code())?;
         put_text(self.tx, &o, "reason", reason)?;
@@ -404,7 +440,7 @@ pub(super) fn add_member<T: Transactable + ReadDoc>(
     member_id: &str,
     name: &str,
     role: Role,
-    device_id: &str,
+    device_id: Option<&str>,
     now_ms: i64,
 ) -> Result<()> {
     let members = doc::collection(tx, Collection::Members)?;
@@ -415,7 +451,7 @@ pub(super) fn add_member<T: Transactable + ReadDoc>(
     put_bool(tx, &o, "accepting", true)?;
     put_bool(tx, &o, "archived", false)?;
     put_time(tx, &o, "created_at", now_ms)?;
-    put_set(tx, &o, "devices", &BTreeSet::from([device_id.to_string()]))?;
+    put_set(tx, &o, "devices", &device_id.map(str::to_string).into_iter().collect::<BTreeSet<_>>())?;
     Ok(())
 }
 

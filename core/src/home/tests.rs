@@ -334,6 +334,7 @@ fn edit_changes_only_given_fields_and_archive_hides() {
             outcome: None,
             note: String::new(),
             allow_contact_details: false,
+            member_id: None,
         })
         .unwrap_err();
     assert!(
@@ -362,6 +363,7 @@ fn touchpoints_are_screened_and_default_to_today_in_the_users_zone() {
         outcome: Some(TouchpointOutcome::NoResponse),
         note: note.into(),
         allow_contact_details: allow,
+        member_id: None,
     };
     let t = home
         .log_touchpoint(new("Sent our group flyer", false))
@@ -406,6 +408,7 @@ fn referrals_hold_only_coded_values() {
         payer_category: Some(crate::vocab::PayerCategory::Medicaid),
         modality: Some("family".into()),
         status: None,
+        member_id: None,
     };
     let r = home.record_referral(input.clone()).unwrap();
     assert_eq!(r.status, ReferralStatus::Requested);
@@ -465,6 +468,7 @@ fn followups_schedule_snooze_complete_repeat_and_cancel() {
             due: day("2026-03-12"),
             reason: "Ask about their ideal client".into(),
             cadence_days: Some(30),
+            member_id: None,
         })
         .unwrap();
     assert_eq!(
@@ -496,7 +500,8 @@ fn followups_schedule_snooze_complete_repeat_and_cancel() {
                 partner_id: p.id.clone(),
                 due: day("2026-04-01"),
                 reason: String::new(),
-                cadence_days: Some(0)
+                cadence_days: Some(0),
+                member_id: None,
             })
             .unwrap_err()
         ),
@@ -508,6 +513,7 @@ fn followups_schedule_snooze_complete_repeat_and_cancel() {
             due: day("2026-04-01"),
             reason: "call 555-123-4567 re: client".into(),
             cadence_days: None,
+            member_id: None,
         })
         .unwrap_err();
     assert!(matches!(err, Error::Identifier { ref field, .. } if field == "reason"));
@@ -992,4 +998,67 @@ fn ideal_client_statements_belong_to_members() {
         home.set_ideal_client("client MRN 123456"),
         Err(Error::Identifier { .. })
     ));
+}
+
+#[test]
+fn owners_add_colleagues_and_records_can_name_them() {
+    let (_da, a, _db, b) = pair();
+    let colleague = a
+        .batch(SpaceKind::Practice, |batch| batch.add_member("Dee Imported", crate::vocab::Role::Member))
+        .unwrap();
+    assert!(matches!(
+        a.batch(SpaceKind::Practice, |batch| batch.add_member("Second Owner", crate::vocab::Role::Owner)),
+        Err(Error::Invalid { ref field, .. }) if field == "role"
+    ));
+    let refused = b.batch(SpaceKind::Practice, |batch| batch.add_member("Nope", crate::vocab::Role::Member));
+    assert!(matches!(refused, Err(Error::Conflict(ref m)) if m.contains("owner or admin")), "{refused:?}");
+    let p = a.add_partner(partner("Attributed")).unwrap();
+    let r = a
+        .record_referral(NewReferral {
+            partner_id: p.id.clone(),
+            direction: Direction::Out,
+            at: None,
+            concerns: vec!["grief".into()],
+            age_band: None,
+            payer_category: None,
+            modality: None,
+            status: None,
+            member_id: Some(colleague.id.clone()),
+        })
+        .unwrap();
+    assert_eq!(r.member_id, colleague.id);
+    let unknown = a.log_touchpoint(NewTouchpoint {
+        partner_id: p.id.clone(),
+        kind: TouchpointKind::Call,
+        at: None,
+        outcome: None,
+        note: String::new(),
+        allow_contact_details: false,
+        member_id: Some(doc::new_id()),
+    });
+    assert!(matches!(unknown, Err(Error::NotFound { entity: "member", .. })), "{unknown:?}");
+}
+
+#[test]
+fn a_failed_batch_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let dump = home.read_model_dump().unwrap();
+    let heads = home.heads(SpaceKind::Practice).unwrap();
+    let result = home.batch(SpaceKind::Practice, |b| {
+        b.add_partner(partner("First"))?;
+        b.add_partner(partner("Second"))?;
+        b.add_partner(NewPartner { email: Some("broken".into()), ..partner("Third") })
+    });
+    assert_eq!(invalid_field(result.unwrap_err()), "email");
+    assert_eq!(home.read_model_dump().unwrap(), dump);
+    assert_eq!(home.heads(SpaceKind::Practice).unwrap(), heads);
+    let ok = home.batch(SpaceKind::Practice, |b| {
+        b.add_partner(partner("First"))?;
+        b.add_partner(partner("Second"))
+    });
+    assert!(ok.is_ok());
+    assert_eq!(home.partner_count().unwrap(), 2);
+    let wrong_space = home.batch(SpaceKind::Personal, |b| b.add_partner(partner("X")));
+    assert!(matches!(wrong_space, Err(Error::Conflict(_))));
 }

@@ -64,7 +64,7 @@ impl Home {
                     &member_id,
                     &member_name,
                     Role::Owner,
-                    &device_id,
+                    Some(&device_id),
                     now_ms,
                 )
             },
@@ -119,7 +119,7 @@ impl Home {
                         &member_id,
                         &member_name,
                         Role::Member,
-                        &device_id,
+                        Some(&device_id),
                         now_ms,
                     )
                 },

@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
             outcome: Some(TouchpointOutcome::NoResponse),
             note: "Introduced ourselves".into(),
             allow_contact_details: false,
+            member_id: None,
         })?;
         writeln!(out, "touchpoint {}", touch.id)?;
         out.flush()?;

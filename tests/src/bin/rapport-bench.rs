@@ -1,3 +1,157 @@
-//! Benchmarks.
+//! `rapport-bench`: prints benchmark figures as a table and writes them as JSON under
+//! `target/bench/`. Figures are measured, never asserted; targets are compared in print.
+//!
+//! Usage: rapport-bench store
 
-fn main() {}
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use rapport_core::model::{NewTouchpoint, PartnerFilter};
+use rapport_core::vocab::{TouchpointKind, TouchpointOutcome};
+use rapport_core::{Home, SpaceKind};
+use rapport_tests::generator::{self, LARGE};
+use serde_json::json;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("store") => store(),
+        // Internal: one cold open in a fresh process; prints milliseconds.
+        Some("cold-open") => cold_open(Path::new(args.get(1).context("cold-open needs a home directory")?)),
+        _ => bail!("usage: rapport-bench store"),
+    }
+}
+
+fn bench_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("bench")
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1_000.0
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let rank = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[rank.min(samples.len() - 1)]
+}
+
+fn cold_open(dir: &Path) -> Result<()> {
+    let start = Instant::now();
+    let home = Home::open(dir)?;
+    let page = home.partners(&PartnerFilter::default())?;
+    let elapsed = ms(start);
+    if page.len() != 50 || home.is_document_loaded(SpaceKind::Practice) {
+        bail!("cold open did not list a first page of 50 without loading the document");
+    }
+    println!("{elapsed}");
+    Ok(())
+}
+
+fn store() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    println!("generating the large practice ({} partners, {} touchpoints, {} referrals) ...", LARGE.partners, LARGE.touchpoints, LARGE.referrals);
+    let started = Instant::now();
+    {
+        let home = Home::open(dir.path())?;
+        generator::generate(&home, LARGE, 42, "2026-06-01".parse()?)?;
+    }
+    let generate_s = started.elapsed().as_secs_f64();
+
+    // Cold open: a new process opens the home and lists the first 50 partners by name.
+    let mut cold = Vec::new();
+    for _ in 0..7 {
+        let out = Command::new(std::env::current_exe()?).arg("cold-open").arg(dir.path()).output()?;
+        if !out.status.success() {
+            bail!("cold open failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        cold.push(String::from_utf8(out.stdout)?.trim().parse::<f64>()?);
+    }
+    let cold_open_first_page_ms = percentile(&mut cold, 0.5);
+
+    let home = Home::open(dir.path())?;
+    let bytes = home.export_document(SpaceKind::Practice)?;
+    let mut loads = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let doc = automerge::Automerge::load(&bytes)?;
+        loads.push(ms(start));
+        drop(doc);
+    }
+    let naive_automerge_load_ms = percentile(&mut loads, 0.5);
+
+    let queries = ["anxiety portland", "couples", "park", "teens perfectionism", "emdr trauma", "brooks wellness", "grief salem", "medication", "es", "veterans"];
+    let mut searches = Vec::new();
+    for _ in 0..5 {
+        for q in queries {
+            let start = Instant::now();
+            let hits = home.search_partners(q, 50)?;
+            searches.push(ms(start));
+            std::hint::black_box(hits);
+        }
+    }
+    let search_ms = percentile(&mut searches, 0.5);
+    let search_p99_ms = percentile(&mut searches, 0.99);
+
+    let partners = home.partners(&PartnerFilter { limit: Some(200), ..Default::default() })?;
+    let touch = |i: usize| NewTouchpoint {
+        partner_id: partners[i % partners.len()].id.clone(),
+        kind: TouchpointKind::Call,
+        at: None,
+        outcome: Some(TouchpointOutcome::Reached),
+        note: "Caught up about the spring groups".into(),
+        allow_contact_details: false,
+        member_id: None,
+    };
+    home.log_touchpoint(touch(0))?; // loads the document; not part of a write's cost
+    let mut writes = Vec::new();
+    for i in 0..1_000 {
+        let start = Instant::now();
+        home.log_touchpoint(touch(i))?;
+        writes.push(ms(start));
+    }
+    let write_p50_ms = percentile(&mut writes, 0.5);
+    let write_p99_ms = percentile(&mut writes, 0.99);
+    drop(home);
+
+    let disk_bytes: u64 = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+
+    let ratio = naive_automerge_load_ms / cold_open_first_page_ms;
+    println!();
+    println!("{:<28} {:>12}  {}", "figure", "value", "target");
+    println!("{:<28} {:>12.2}  ≤ 1/20 of naive load ({:.1}x faster)", "cold_open_first_page_ms", cold_open_first_page_ms, ratio);
+    println!("{:<28} {:>12.2}", "naive_automerge_load_ms", naive_automerge_load_ms);
+    println!("{:<28} {:>12.3}  ≤ 5 ms", "search_ms (p50)", search_ms);
+    println!("{:<28} {:>12.3}", "search_p99_ms", search_p99_ms);
+    println!("{:<28} {:>12.3}", "write_p50_ms", write_p50_ms);
+    println!("{:<28} {:>12.3}  ≤ 5 ms", "write_p99_ms", write_p99_ms);
+    println!("{:<28} {:>12}", "disk_bytes", disk_bytes);
+    println!("{:<28} {:>12.1}", "generate_s", generate_s);
+
+    let figures = json!({
+        "cold_open_first_page_ms": cold_open_first_page_ms,
+        "naive_automerge_load_ms": naive_automerge_load_ms,
+        "cold_open_speedup": ratio,
+        "search_ms": search_ms,
+        "search_p99_ms": search_p99_ms,
+        "write_p50_ms": write_p50_ms,
+        "write_p99_ms": write_p99_ms,
+        "disk_bytes": disk_bytes,
+        "generate_s": generate_s,
+        "document_bytes": bytes.len(),
+        "practice": { "partners": LARGE.partners, "touchpoints": LARGE.touchpoints, "referrals": LARGE.referrals, "members": LARGE.members, "streams": LARGE.streams },
+    });
+    let out = bench_dir();
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("store.json"), serde_json::to_string_pretty(&figures)?)?;
+    println!("\nwrote {}", out.join("store.json").display());
+    Ok(())
+}
