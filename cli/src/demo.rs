@@ -113,7 +113,7 @@ pub fn run() -> Result<()> {
         outcome: Some(TouchpointOutcome::Reached),
         note: "Shared our grief group schedule with the facilitators.".into(),
         allow_contact_details: false,
-            member_id: None,
+        member_id: None,
     })?;
     referral(&cara, &grief.id, Direction::In, "grief")?;
     exchange(&[&owner, &ben, &cara])?;

@@ -105,6 +105,10 @@ pub struct Partner {
     pub status: PartnerStatus,
     /// The clinician who owns the relationship.
     pub owner_member: Option<String>,
+    /// This partner's follow-up backoff in days (empty: the practice default).
+    pub cadence_steps: Vec<u32>,
+    /// Unanswered outreach since the last reply, scheduled meeting or referral.
+    pub cadence_attempt: u32,
     /// Soft-deleted.
     pub archived: bool,
     /// Creation time, milliseconds since the Unix epoch.
@@ -186,6 +190,10 @@ pub struct Followup {
     pub status: FollowupStatus,
     /// How often it was snoozed.
     pub snoozed: u32,
+    /// Scheduled automatically after outreach that got no response.
+    pub auto: bool,
+    /// For automatic follow-ups: which unanswered attempt this follows (1, 2, ...).
+    pub attempt: u32,
 }
 
 /// A private note in a clinician's personal space.
@@ -254,6 +262,8 @@ pub struct NewPartner {
     pub status: Option<PartnerStatus>,
     /// Owning clinician (default: the member of this device).
     pub owner_member: Option<String>,
+    /// Follow-up backoff in days for this partner (empty: the practice default).
+    pub cadence_steps: Vec<u32>,
 }
 
 /// An edit to a partner: `None` leaves a field as it is; `Some("")` clears an optional text
@@ -308,6 +318,8 @@ pub struct PartnerEdit {
     pub status: Option<PartnerStatus>,
     /// Owner (`Some("")` clears it).
     pub owner_member: Option<String>,
+    /// Follow-up backoff for this partner in days (`Some(vec![])`: use the practice's).
+    pub cadence_steps: Option<Vec<u32>>,
 }
 
 /// A touchpoint to log.

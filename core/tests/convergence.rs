@@ -308,7 +308,7 @@ fn apply(replicas: &mut [Replica], op: &Op) {
                     }),
                     note: "Left a message about our new group".into(),
                     allow_contact_details: false,
-            member_id: None,
+                    member_id: None,
                 })
                 .map(drop),
             None => Ok(()),

@@ -15,6 +15,9 @@ use rapport_core::vocab::{
 };
 use rapport_core::{Home, SpaceKind};
 
+/// Bumped whenever the generated content changes, so cached homes are regenerated.
+pub const GENERATOR_VERSION: u32 = 1;
+
 /// How big a practice to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PracticeSize {
@@ -77,15 +80,43 @@ const LAST: &[&str] = &[
     "Usman", "Vogel", "Walsh", "Young", "Zhou",
 ];
 const CITIES: &[&str] = &[
-    "Portland", "Salem", "Eugene", "Bend", "Gresham", "Beaverton", "Hillsboro", "Medford",
-    "Corvallis", "Tigard",
+    "Portland",
+    "Salem",
+    "Eugene",
+    "Bend",
+    "Gresham",
+    "Beaverton",
+    "Hillsboro",
+    "Medford",
+    "Corvallis",
+    "Tigard",
 ];
 const CONCERNS: &[&str] = &[
-    "anxiety", "depression", "trauma_ptsd", "couples", "family", "grief", "substance_use",
-    "eating_disorders", "ocd", "adhd", "child_adolescent", "perinatal", "lgbtq_affirming",
+    "anxiety",
+    "depression",
+    "trauma_ptsd",
+    "couples",
+    "family",
+    "grief",
+    "substance_use",
+    "eating_disorders",
+    "ocd",
+    "adhd",
+    "child_adolescent",
+    "perinatal",
+    "lgbtq_affirming",
 ];
-const MODALITIES: &[&str] =
-    &["individual", "couples", "family", "group", "medication_management", "assessment", "cbt", "emdr", "dbt"];
+const MODALITIES: &[&str] = &[
+    "individual",
+    "couples",
+    "family",
+    "group",
+    "medication_management",
+    "assessment",
+    "cbt",
+    "emdr",
+    "dbt",
+];
 const LANGUAGES: &[&str] = &["en", "en", "en", "en", "es", "zh", "vi", "ru", "ar"];
 const PAYERS: &[PayerCategory] = &[
     PayerCategory::Commercial,
@@ -137,14 +168,30 @@ pub fn generate(home: &Home, size: PracticeSize, seed: u64, today: Date) -> Resu
             .take(size.streams)
             .enumerate()
             .map(|(i, (name, kind))| {
-                let name = if i < STREAMS.len() { name.to_string() } else { format!("{name} {i}") };
+                let name = if i < STREAMS.len() {
+                    name.to_string()
+                } else {
+                    format!("{name} {i}")
+                };
                 b.create_stream(&name, *kind).map(|s| s.id)
             })
             .collect::<rapport_core::Result<Vec<_>>>()?;
         let members = (1..size.members)
             .map(|i| {
-                let name = format!("{} {} {i}", FIRST[i % FIRST.len()], LAST[(i * 7) % LAST.len()]);
-                b.add_member(&name, if i % 10 == 0 { Role::Admin } else { Role::Member }).map(|m| m.id)
+                let name = format!(
+                    "{} {} {i}",
+                    FIRST[i % FIRST.len()],
+                    LAST[(i * 7) % LAST.len()]
+                );
+                b.add_member(
+                    &name,
+                    if i % 10 == 0 {
+                        Role::Admin
+                    } else {
+                        Role::Member
+                    },
+                )
+                .map(|m| m.id)
             })
             .collect::<rapport_core::Result<Vec<_>>>()?;
         Ok((streams, members))
@@ -153,7 +200,8 @@ pub fn generate(home: &Home, size: PracticeSize, seed: u64, today: Date) -> Resu
 
     let days = i32::from(size.years) * 365;
     let start = today.saturating_sub(jiff::Span::new().days(days));
-    let random_day = |rng: &mut StdRng| start.saturating_add(jiff::Span::new().days(rng.random_range(0..=days)));
+    let random_day =
+        |rng: &mut StdRng| start.saturating_add(jiff::Span::new().days(rng.random_range(0..=days)));
 
     let kinds = [
         PartnerKind::Therapist,
@@ -174,31 +222,52 @@ pub fn generate(home: &Home, size: PracticeSize, seed: u64, today: Date) -> Resu
                 let i = partners.len() + k;
                 let pick = |rng: &mut StdRng, list: &[&str], max: usize| -> Vec<String> {
                     let count = rng.random_range(1..=max);
-                    list.choose_multiple(rng, count).map(|s| s.to_string()).collect()
+                    list.choose_multiple(rng, count)
+                        .map(|s| s.to_string())
+                        .collect()
                 };
                 NewPartner {
                     kind: Some(kinds[rng.random_range(0..kinds.len())]),
-                    name: format!("{} {} {i}", FIRST[rng.random_range(0..FIRST.len())], LAST[rng.random_range(0..LAST.len())]),
-                    organization: rng.random_bool(0.5).then(|| format!("{} Wellness Group", LAST[rng.random_range(0..LAST.len())])),
+                    name: format!(
+                        "{} {} {i}",
+                        FIRST[rng.random_range(0..FIRST.len())],
+                        LAST[rng.random_range(0..LAST.len())]
+                    ),
+                    organization: rng.random_bool(0.5).then(|| {
+                        format!("{} Wellness Group", LAST[rng.random_range(0..LAST.len())])
+                    }),
                     city: Some(CITIES[rng.random_range(0..CITIES.len())].to_string()),
                     region: Some("OR".into()),
                     telehealth: rng.random_bool(0.5),
                     accepting: Some(rng.random_bool(0.8)),
                     specialties: pick(&mut rng, CONCERNS, 4),
-                    populations: AgeBand::ALL.choose_multiple(&mut rng, 2).map(|a| a.code().to_string()).collect(),
+                    populations: AgeBand::ALL
+                        .choose_multiple(&mut rng, 2)
+                        .map(|a| a.code().to_string())
+                        .collect(),
                     modalities: pick(&mut rng, MODALITIES, 3),
-                    insurance: PAYERS.choose_multiple(&mut rng, 3).map(|p| p.code().to_string()).collect(),
+                    insurance: PAYERS
+                        .choose_multiple(&mut rng, 3)
+                        .map(|p| p.code().to_string())
+                        .collect(),
                     languages: pick(&mut rng, LANGUAGES, 2),
                     ideal_client: IDEAL[rng.random_range(0..IDEAL.len())].to_string(),
                     stream_id: Some(streams[rng.random_range(0..streams.len())].clone()),
-                    status: Some(if rng.random_bool(0.7) { PartnerStatus::Active } else { PartnerStatus::Prospect }),
+                    status: Some(if rng.random_bool(0.7) {
+                        PartnerStatus::Active
+                    } else {
+                        PartnerStatus::Prospect
+                    }),
                     owner_member: Some(members[rng.random_range(0..members.len())].clone()),
                     ..Default::default()
                 }
             })
             .collect();
         let ids = home.batch(SpaceKind::Practice, |b| {
-            inputs.into_iter().map(|p| b.add_partner(p).map(|p| p.id)).collect::<rapport_core::Result<Vec<_>>>()
+            inputs
+                .into_iter()
+                .map(|p| b.add_partner(p).map(|p| p.id))
+                .collect::<rapport_core::Result<Vec<_>>>()
         })?;
         partners.extend(ids);
     }
@@ -232,7 +301,11 @@ pub fn generate(home: &Home, size: PracticeSize, seed: u64, today: Date) -> Resu
                 member_id: Some(members[rng.random_range(0..members.len())].clone()),
             })
             .collect();
-        home.batch(SpaceKind::Practice, |b| inputs.into_iter().try_for_each(|t| b.log_touchpoint(t).map(drop)))?;
+        home.batch(SpaceKind::Practice, |b| {
+            inputs
+                .into_iter()
+                .try_for_each(|t| b.log_touchpoint(t).map(drop))
+        })?;
         written += n;
     }
 
@@ -244,13 +317,24 @@ pub fn generate(home: &Home, size: PracticeSize, seed: u64, today: Date) -> Resu
                 let count = rng.random_range(1..=2);
                 NewReferral {
                     partner_id: busy(&mut rng),
-                    direction: if rng.random_bool(0.55) { Direction::In } else { Direction::Out },
+                    direction: if rng.random_bool(0.55) {
+                        Direction::In
+                    } else {
+                        Direction::Out
+                    },
                     at: Some(random_day(&mut rng)),
-                    concerns: CONCERNS.choose_multiple(&mut rng, count).map(|s| s.to_string()).collect(),
+                    concerns: CONCERNS
+                        .choose_multiple(&mut rng, count)
+                        .map(|s| s.to_string())
+                        .collect(),
                     age_band: Some(AgeBand::ALL[rng.random_range(0..AgeBand::ALL.len())]),
                     payer_category: Some(PAYERS[rng.random_range(0..PAYERS.len())]),
                     modality: Some(MODALITIES[rng.random_range(0..4)].to_string()),
-                    status: Some(if rng.random_bool(0.8) { ReferralStatus::Completed } else { ReferralStatus::Requested }),
+                    status: Some(if rng.random_bool(0.8) {
+                        ReferralStatus::Completed
+                    } else {
+                        ReferralStatus::Requested
+                    }),
                     member_id: Some(members[rng.random_range(0..members.len())].clone()),
                 }
             })
@@ -285,9 +369,17 @@ pub fn generate(home: &Home, size: PracticeSize, seed: u64, today: Date) -> Resu
             member_id: Some(members[rng.random_range(0..members.len())].clone()),
         })
         .collect();
-    home.batch(SpaceKind::Practice, |b| inputs.into_iter().try_for_each(|f| b.schedule_followup(f).map(drop)))?;
+    home.batch(SpaceKind::Practice, |b| {
+        inputs
+            .into_iter()
+            .try_for_each(|f| b.schedule_followup(f).map(drop))
+    })?;
     home.compact(SpaceKind::Practice)?;
-    Ok(Generated { members, partners, today })
+    Ok(Generated {
+        members,
+        partners,
+        today,
+    })
 }
 
 #[cfg(test)]
@@ -305,7 +397,11 @@ mod tests {
         assert_eq!(home.streams().unwrap().len(), SMALL.streams);
         assert_eq!(home.partner_count().unwrap(), SMALL.partners as u64);
         assert_eq!(home.referrals(1_000, 0).unwrap().len(), SMALL.referrals);
-        let touchpoints: usize = generated.partners.iter().map(|p| home.touchpoints_of(p).unwrap().len()).sum();
+        let touchpoints: usize = generated
+            .partners
+            .iter()
+            .map(|p| home.touchpoints_of(p).unwrap().len())
+            .sum();
         assert_eq!(touchpoints, SMALL.touchpoints);
     }
 }

@@ -76,7 +76,7 @@ pub fn put_str<T: Transactable>(tx: &mut T, obj: &ObjId, key: &str, value: &str)
 }
 
 /// Writes an optional string: `None` deletes the key.
-pub fn put_opt_str<T: Transactable>(
+pub fn put_opt_str<T: Transactable + ReadDoc>(
     tx: &mut T,
     obj: &ObjId,
     key: &str,
@@ -84,7 +84,8 @@ pub fn put_opt_str<T: Transactable>(
 ) -> Result<()> {
     match value {
         Some(v) => tx.put(obj, key, v)?,
-        None => tx.delete(obj, key)?,
+        None if tx.get(obj, key)?.is_some() => tx.delete(obj, key)?,
+        None => {}
     }
     Ok(())
 }
@@ -121,6 +122,8 @@ pub fn put_text<T: Transactable + ReadDoc>(
     };
     let text = match existing {
         Some(id) => id,
+        // An absent text reads as empty: don't spend ops creating an empty one.
+        None if value.is_empty() => return Ok(()),
         None => tx.put_object(obj, key, ObjType::Text)?,
     };
     tx.update_text(&text, value)?;
@@ -137,6 +140,8 @@ pub fn put_set<T: Transactable + ReadDoc>(
 ) -> Result<()> {
     let set = match get_map(tx, obj, key) {
         Some(set) => set,
+        // An absent set reads as empty.
+        None if values.is_empty() => return Ok(()),
         None => tx.put_object(obj, key, ObjType::Map)?,
     };
     let present: Vec<String> = tx.keys(&set).collect();

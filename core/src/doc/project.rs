@@ -92,6 +92,12 @@ pub fn partner<R: ReadDoc>(doc: &R, id: &str) -> Option<Partner> {
         stream_id: get_str(doc, &o, "stream_id"),
         status: code(doc, &o, "status", PartnerStatus::parse).unwrap_or(PartnerStatus::Prospect),
         owner_member: get_str(doc, &o, "owner_member"),
+        cadence_steps: get_str(doc, &o, "cadence_steps")
+            .map(|s| parse_steps(&s))
+            .unwrap_or_default(),
+        cadence_attempt: get_i64(doc, &o, "cadence_attempt")
+            .and_then(|d| u32::try_from(d).ok())
+            .unwrap_or(0),
         archived: get_bool(doc, &o, "archived").unwrap_or(false),
         created_at,
         updated_at: get_i64(doc, &o, "updated_at").unwrap_or(created_at),
@@ -148,6 +154,10 @@ pub fn followup<R: ReadDoc>(doc: &R, id: &str) -> Option<Followup> {
         snoozed: get_i64(doc, &o, "snoozed")
             .and_then(|d| u32::try_from(d).ok())
             .unwrap_or(0),
+        auto: get_bool(doc, &o, "auto").unwrap_or(false),
+        attempt: get_i64(doc, &o, "attempt")
+            .and_then(|d| u32::try_from(d).ok())
+            .unwrap_or(0),
     })
 }
 
@@ -161,4 +171,21 @@ pub fn note<R: ReadDoc>(doc: &R, id: &str) -> Option<Note> {
         at: day(doc, &o, "at")?,
         archived: get_bool(doc, &o, "archived").unwrap_or(false),
     })
+}
+
+/// Parses a stored cadence (`"14,21,30"`); anything malformed is dropped.
+pub fn parse_steps(text: &str) -> Vec<u32> {
+    text.split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|d| (1..=366).contains(d))
+        .collect()
+}
+
+/// Writes a cadence the way [`parse_steps`] reads it.
+pub fn format_steps(steps: &[u32]) -> String {
+    steps
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -8,7 +8,7 @@ use automerge::transaction::{Transactable, Transaction};
 use automerge::{ObjId, ObjType, ReadDoc};
 
 use super::Ctx;
-use super::partner_edit::CheckedEdit;
+use super::partner_edit::{CheckedEdit, cadence_steps};
 use crate::doc::fields::{
     get_bool, get_i64, get_str, put_bool, put_opt_str, put_set, put_str, put_text, put_time,
     put_uint,
@@ -23,6 +23,7 @@ use crate::privacy::Screen;
 use crate::validate::{self, Day};
 use crate::vocab::{
     self, FollowupStatus, PartnerStatus, ReferralOutcome, ReferralStatus, Role, StreamKind,
+    TouchpointOutcome,
 };
 
 /// Writes to one space that commit together or not at all.
@@ -86,10 +87,15 @@ impl<'a, 'b> Batch<'a, 'b> {
         let me = existing(self.tx, Collection::Members, "member", &self.ctx.member_id)?;
         let my_role = get_str(self.tx, &me, "role").and_then(|r| Role::parse(&r).ok());
         if !matches!(my_role, Some(Role::Owner | Role::Admin)) {
-            return Err(Error::Conflict("only an owner or admin can add members to the practice".into()));
+            return Err(Error::Conflict(
+                "only an owner or admin can add members to the practice".into(),
+            ));
         }
         if role == Role::Owner {
-            return Err(Error::invalid("role", "a practice has one owner; add the member as admin or member"));
+            return Err(Error::invalid(
+                "role",
+                "a practice has one owner; add the member as admin or member",
+            ));
         }
         let id = doc::new_id();
         add_member(self.tx, &id, &name, role, None, self.ctx.now_ms)?;
@@ -158,15 +164,15 @@ impl<'a, 'b> Batch<'a, 'b> {
             stream_id: input.stream_id,
             status: Some(input.status.unwrap_or(PartnerStatus::Prospect)),
             owner_member: input.owner_member,
+            cadence_steps: Some(input.cadence_steps),
         })?;
         checked.check_references(self.tx)?;
         let id = doc::new_id();
         let o = self.new_entity(Collection::Partners, &id)?;
-        put_bool(self.tx, &o, "archived", false)?;
         if !owner_given {
             put_str(self.tx, &o, "owner_member", &self.ctx.member_id)?;
         }
-        checked.apply(self.tx, &o, self.ctx)?;
+        checked.apply(self.tx, &o)?;
         self.done(EntityKind::Partner, &id);
         project::partner(self.tx, &id).ok_or_else(|| lost("partner", &id))
     }
@@ -178,7 +184,8 @@ impl<'a, 'b> Batch<'a, 'b> {
         let checked = CheckedEdit::new(edit)?;
         let o = existing(self.tx, Collection::Partners, "partner", &id)?;
         checked.check_references(self.tx)?;
-        checked.apply(self.tx, &o, self.ctx)?;
+        checked.apply(self.tx, &o)?;
+        touch(self.tx, &o, self.ctx)?;
         self.done(EntityKind::Partner, &id);
         project::partner(self.tx, &id).ok_or_else(|| lost("partner", &id))
     }
@@ -215,8 +222,18 @@ impl<'a, 'b> Batch<'a, 'b> {
         put_str(self.tx, &o, "at", &at.to_string())?;
         put_opt_str(self.tx, &o, "outcome", input.outcome.map(|o| o.code()))?;
         put_text(self.tx, &o, "note", &note)?;
-        put_bool(self.tx, &o, "archived", false)?;
         self.done(EntityKind::Touchpoint, &id);
+        match input.outcome {
+            Some(TouchpointOutcome::NoResponse) => {
+                self.advance_cadence(&partner_id, &member_id, at)?
+            }
+            Some(TouchpointOutcome::Reached | TouchpointOutcome::Scheduled) => {
+                self.reset_cadence(&partner_id, at)?
+            }
+            // A decline ends this round of outreach without judging the relationship.
+            Some(TouchpointOutcome::Declined) => self.reset_cadence(&partner_id, at)?,
+            None => {}
+        }
         project::touchpoint(self.tx, &id).ok_or_else(|| lost("touchpoint", &id))
     }
 
@@ -299,7 +316,14 @@ impl<'a, 'b> Batch<'a, 'b> {
         let member_id = self.member_for("member_id", input.member_id.as_deref())?;
         active_partner(self.tx, &partner_id)?;
         let id = doc::new_id();
-        self.insert_followup(&id, &partner_id, &member_id, input.due, &reason, input.cadence_days)?;
+        self.insert_followup(
+            &id,
+            &partner_id,
+            &member_id,
+            input.due,
+            &reason,
+            input.cadence_days,
+        )?;
         project::followup(self.tx, &id).ok_or_else(|| lost("follow-up", &id))
     }
 
@@ -317,9 +341,19 @@ impl<'a, 'b> Batch<'a, 'b> {
         if let (Some(days), Some(partner_id)) = (cadence, get_str(self.tx, &o, "partner_id")) {
             let due = done.saturating_add(jiff::Span::new().days(i64::from(days)));
             let previous = project::followup(self.tx, &id);
-            let reason = previous.as_ref().map(|f| f.reason.clone()).unwrap_or_default();
+            let reason = previous
+                .as_ref()
+                .map(|f| f.reason.clone())
+                .unwrap_or_default();
             let member_id = previous.map_or_else(|| self.ctx.member_id.clone(), |f| f.member_id);
-            self.insert_followup(&doc::new_id(), &partner_id, &member_id, due, &reason, Some(days))?;
+            self.insert_followup(
+                &doc::new_id(),
+                &partner_id,
+                &member_id,
+                due,
+                &reason,
+                Some(days),
+            )?;
         }
         project::followup(self.tx, &id).ok_or_else(|| lost("follow-up", &id))
     }
@@ -396,18 +430,105 @@ impl<'a, 'b> Batch<'a, 'b> {
         put_str(self.tx, &o, "partner_id", &partner_id)?;
         put_str(self.tx, &o, "at", &self.ctx.today.to_string())?;
         put_text(self.tx, &o, "body", &body)?;
-        put_bool(self.tx, &o, "archived", false)?;
         self.done(EntityKind::Note, &id);
         project::note(self.tx, &id).ok_or_else(|| lost("note", &id))
     }
 
-    /// Creates an entity map with its attribution fields.
+    /// Sets the practice's default follow-up backoff (days between unanswered attempts;
+    /// the last step repeats).
+    pub fn set_default_cadence(&mut self, steps: &[u32]) -> Result<Vec<u32>> {
+        self.in_space(SpaceKind::Practice, "the practice's cadence")?;
+        if steps.is_empty() {
+            return Err(Error::invalid(
+                "cadence_steps",
+                "give at least one step, e.g. 14,21,30",
+            ));
+        }
+        let stored = cadence_steps("cadence_steps", steps)?.unwrap_or_default();
+        let settings = doc::collection(self.tx, Collection::Settings)?;
+        put_str(self.tx, &settings, "cadence_steps", &stored)?;
+        self.done(EntityKind::Practice, "");
+        Ok(project::parse_steps(&stored))
+    }
+
+    /// The backoff that applies to a partner: its own, the practice's, or 14, 21, 30.
+    fn cadence_for(&self, partner: &ObjId) -> Vec<u32> {
+        let own = get_str(self.tx, partner, "cadence_steps")
+            .map(|s| project::parse_steps(&s))
+            .unwrap_or_default();
+        if !own.is_empty() {
+            return own;
+        }
+        let practice = doc::collection(self.tx, Collection::Settings)
+            .ok()
+            .and_then(|s| get_str(self.tx, &s, "cadence_steps"))
+            .map(|s| project::parse_steps(&s))
+            .unwrap_or_default();
+        if practice.is_empty() {
+            DEFAULT_CADENCE.to_vec()
+        } else {
+            practice
+        }
+    }
+
+    /// Outreach got no response: the pending automatic follow-up (if any) is done, and the
+    /// next is scheduled one backoff step later. Never closes the relationship.
+    fn advance_cadence(&mut self, partner_id: &str, member_id: &str, at: Day) -> Result<()> {
+        let partner = existing(self.tx, Collection::Partners, "partner", partner_id)?;
+        self.close_auto_followup(&partner, at)?;
+        let attempt = get_i64(self.tx, &partner, "cadence_attempt")
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or(0);
+        let steps = self.cadence_for(&partner);
+        let step = steps[usize::try_from(attempt)
+            .unwrap_or(usize::MAX)
+            .min(steps.len() - 1)];
+        let due = at.saturating_add(jiff::Span::new().days(i64::from(step)));
+        let id = doc::new_id();
+        let reason = format!("No response yet (attempt {}): follow up", attempt + 1);
+        self.insert_followup(&id, partner_id, member_id, due, &reason, None)?;
+        let followup = existing(self.tx, Collection::Followups, "follow-up", &id)?;
+        put_bool(self.tx, &followup, "auto", true)?;
+        put_uint(self.tx, &followup, "attempt", u64::from(attempt + 1))?;
+        put_uint(self.tx, &partner, "cadence_attempt", u64::from(attempt + 1))?;
+        put_str(self.tx, &partner, "auto_followup", &id)?;
+        self.done(EntityKind::Partner, partner_id);
+        Ok(())
+    }
+
+    /// They replied, a meeting was scheduled or a referral was exchanged: the backoff starts
+    /// again from its first step and the pending automatic follow-up is done.
+    fn reset_cadence(&mut self, partner_id: &str, at: Day) -> Result<()> {
+        let partner = existing(self.tx, Collection::Partners, "partner", partner_id)?;
+        self.close_auto_followup(&partner, at)?;
+        if get_i64(self.tx, &partner, "cadence_attempt").unwrap_or(0) != 0 {
+            put_uint(self.tx, &partner, "cadence_attempt", 0)?;
+            self.done(EntityKind::Partner, partner_id);
+        }
+        Ok(())
+    }
+
+    fn close_auto_followup(&mut self, partner: &ObjId, at: Day) -> Result<()> {
+        let Some(id) = get_str(self.tx, partner, "auto_followup") else {
+            return Ok(());
+        };
+        if let Ok(followup) = open_followup(self.tx, &id) {
+            put_str(self.tx, &followup, "status", FollowupStatus::Done.code())?;
+            put_str(self.tx, &followup, "done_at", &at.to_string())?;
+            touch(self.tx, &followup, self.ctx)?;
+            self.done(EntityKind::Followup, &id);
+        }
+        Ok(())
+    }
+
+    /// Creates an entity map with its attribution fields. `updated_*` and `archived` are
+    /// left out until they differ from their defaults (`created_*`, false): every op costs
+    /// document size and load time, and a practice has hundreds of thousands of entities.
     fn new_entity(&mut self, coll: Collection, id: &str) -> Result<ObjId> {
         let parent = doc::collection(self.tx, coll)?;
         let o = self.tx.put_object(&parent, id, ObjType::Map)?;
         put_time(self.tx, &o, "created_at", self.ctx.now_ms)?;
         put_str(self.tx, &o, "created_by", &self.ctx.member_id)?;
-        touch(self.tx, &o, self.ctx)?;
         Ok(o)
     }
 
@@ -434,6 +555,10 @@ impl<'a, 'b> Batch<'a, 'b> {
     }
 }
 
+/// The follow-up backoff when neither the partner nor the practice set one: gentle, and
+/// the last step repeats for as long as nobody answers.
+pub const DEFAULT_CADENCE: [u32; 3] = [14, 21, 30];
+
 /// Writes a member entry (genesis and joining).
 pub(super) fn add_member<T: Transactable + ReadDoc>(
     tx: &mut T,
@@ -451,7 +576,15 @@ pub(super) fn add_member<T: Transactable + ReadDoc>(
     put_bool(tx, &o, "accepting", true)?;
     put_bool(tx, &o, "archived", false)?;
     put_time(tx, &o, "created_at", now_ms)?;
-    put_set(tx, &o, "devices", &device_id.map(str::to_string).into_iter().collect::<BTreeSet<_>>())?;
+    put_set(
+        tx,
+        &o,
+        "devices",
+        &device_id
+            .map(str::to_string)
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+    )?;
     Ok(())
 }
 

@@ -6,8 +6,7 @@ use automerge::ObjId;
 use automerge::ReadDoc;
 use automerge::transaction::Transactable;
 
-use super::Ctx;
-use super::batch::{existing, touch};
+use super::batch::existing;
 use crate::doc::Collection;
 use crate::doc::fields::{put_bool, put_opt_str, put_set, put_str, put_text};
 use crate::error::Result;
@@ -27,6 +26,7 @@ pub(super) struct CheckedEdit {
     texts: Vec<(&'static str, String)>,
     stream_id: Option<Option<String>>,
     owner_member: Option<Option<String>>,
+    cadence_steps: Option<Option<String>>,
 }
 
 impl CheckedEdit {
@@ -111,6 +111,10 @@ impl CheckedEdit {
             texts,
             stream_id: reference("stream_id", edit.stream_id)?,
             owner_member: reference("owner_member", edit.owner_member)?,
+            cadence_steps: edit
+                .cadence_steps
+                .map(|steps| cadence_steps("cadence_steps", &steps))
+                .transpose()?,
         })
     }
 
@@ -124,12 +128,7 @@ impl CheckedEdit {
         Ok(())
     }
 
-    pub(super) fn apply<T: Transactable + ReadDoc>(
-        &self,
-        tx: &mut T,
-        o: &ObjId,
-        ctx: &Ctx,
-    ) -> Result<()> {
+    pub(super) fn apply<T: Transactable + ReadDoc>(&self, tx: &mut T, o: &ObjId) -> Result<()> {
         for (field, value) in &self.strings {
             if let Some(value) = value {
                 put_opt_str(tx, o, field, value.as_deref())?;
@@ -159,6 +158,24 @@ impl CheckedEdit {
         if let Some(owner) = &self.owner_member {
             put_opt_str(tx, o, "owner_member", owner.as_deref())?;
         }
-        touch(tx, o, ctx)
+        if let Some(steps) = &self.cadence_steps {
+            put_opt_str(tx, o, "cadence_steps", steps.as_deref())?;
+        }
+        Ok(())
     }
+}
+
+/// Validates a follow-up backoff (days between unanswered attempts); empty means "none of
+/// its own". Returns the stored form.
+pub(super) fn cadence_steps(field: &str, steps: &[u32]) -> Result<Option<String>> {
+    if steps.len() > 12 {
+        return Err(crate::Error::invalid(field, "at most 12 steps"));
+    }
+    if let Some(bad) = steps.iter().find(|d| !(1..=366).contains(*d)) {
+        return Err(crate::Error::invalid(
+            field,
+            format!("{bad} is not a number of days between 1 and 366"),
+        ));
+    }
+    Ok((!steps.is_empty()).then(|| crate::doc::project::format_steps(steps)))
 }

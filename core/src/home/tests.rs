@@ -1004,14 +1004,21 @@ fn ideal_client_statements_belong_to_members() {
 fn owners_add_colleagues_and_records_can_name_them() {
     let (_da, a, _db, b) = pair();
     let colleague = a
-        .batch(SpaceKind::Practice, |batch| batch.add_member("Dee Imported", crate::vocab::Role::Member))
+        .batch(SpaceKind::Practice, |batch| {
+            batch.add_member("Dee Imported", crate::vocab::Role::Member)
+        })
         .unwrap();
     assert!(matches!(
         a.batch(SpaceKind::Practice, |batch| batch.add_member("Second Owner", crate::vocab::Role::Owner)),
         Err(Error::Invalid { ref field, .. }) if field == "role"
     ));
-    let refused = b.batch(SpaceKind::Practice, |batch| batch.add_member("Nope", crate::vocab::Role::Member));
-    assert!(matches!(refused, Err(Error::Conflict(ref m)) if m.contains("owner or admin")), "{refused:?}");
+    let refused = b.batch(SpaceKind::Practice, |batch| {
+        batch.add_member("Nope", crate::vocab::Role::Member)
+    });
+    assert!(
+        matches!(refused, Err(Error::Conflict(ref m)) if m.contains("owner or admin")),
+        "{refused:?}"
+    );
     let p = a.add_partner(partner("Attributed")).unwrap();
     let r = a
         .record_referral(NewReferral {
@@ -1036,7 +1043,16 @@ fn owners_add_colleagues_and_records_can_name_them() {
         allow_contact_details: false,
         member_id: Some(doc::new_id()),
     });
-    assert!(matches!(unknown, Err(Error::NotFound { entity: "member", .. })), "{unknown:?}");
+    assert!(
+        matches!(
+            unknown,
+            Err(Error::NotFound {
+                entity: "member",
+                ..
+            })
+        ),
+        "{unknown:?}"
+    );
 }
 
 #[test]
@@ -1048,7 +1064,10 @@ fn a_failed_batch_writes_nothing() {
     let result = home.batch(SpaceKind::Practice, |b| {
         b.add_partner(partner("First"))?;
         b.add_partner(partner("Second"))?;
-        b.add_partner(NewPartner { email: Some("broken".into()), ..partner("Third") })
+        b.add_partner(NewPartner {
+            email: Some("broken".into()),
+            ..partner("Third")
+        })
     });
     assert_eq!(invalid_field(result.unwrap_err()), "email");
     assert_eq!(home.read_model_dump().unwrap(), dump);

@@ -321,6 +321,11 @@ impl Home {
         self.batch(SpaceKind::Practice, |b| b.cancel_followup(id))
     }
 
+    /// Sets the practice's default follow-up backoff (e.g. 14, 21, 30: the last repeats).
+    pub fn set_default_cadence(&self, steps: &[u32]) -> Result<Vec<u32>> {
+        self.batch(SpaceKind::Practice, |b| b.set_default_cadence(steps))
+    }
+
     /// Sets this clinician's ideal-client statement.
     pub fn set_ideal_client(&self, text: &str) -> Result<Member> {
         self.batch(SpaceKind::Practice, |b| b.set_ideal_client(text))

@@ -13,7 +13,7 @@ use crate::model::{EntityKind, Partner};
 
 /// Version of the projection; bump it when a table or a derived column changes meaning,
 /// and every home rebuilds its read model on next open.
-pub const MODEL_VERSION: i64 = 1;
+pub const MODEL_VERSION: i64 = 2;
 
 fn json<T: Serialize>(value: &T) -> Result<String> {
     // Serializing our own plain records cannot fail; map it anyway rather than panic.

@@ -19,7 +19,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("store") => store(),
         // Internal: one cold open in a fresh process; prints milliseconds.
-        Some("cold-open") => cold_open(Path::new(args.get(1).context("cold-open needs a home directory")?)),
+        Some("cold-open") => cold_open(Path::new(
+            args.get(1).context("cold-open needs a home directory")?,
+        )),
         _ => bail!("usage: rapport-bench store"),
     }
 }
@@ -53,20 +55,57 @@ fn cold_open(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn store() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    println!("generating the large practice ({} partners, {} touchpoints, {} referrals) ...", LARGE.partners, LARGE.touchpoints, LARGE.referrals);
-    let started = Instant::now();
-    {
-        let home = Home::open(dir.path())?;
-        generator::generate(&home, LARGE, 42, "2026-06-01".parse()?)?;
+/// A fresh copy of the large practice in a temporary directory. Generating it takes a
+/// couple of minutes, so the generated home is cached under `target/bench/`, keyed by the
+/// generator's and the store's versions.
+fn large_practice() -> Result<(tempfile::TempDir, Option<f64>)> {
+    // The document decides the content; a newer store or read model is upgraded in place
+    // by the first open below.
+    let key = format!(
+        "large-practice-g{}-d{}",
+        generator::GENERATOR_VERSION,
+        rapport_core::doc::SCHEMA_VERSION
+    );
+    let cache = bench_dir().join(key);
+    let mut generate_s = None;
+    if !cache.join("rapport.db").exists() {
+        println!(
+            "generating the large practice ({} partners, {} touchpoints, {} referrals); cached in {} ...",
+            LARGE.partners,
+            LARGE.touchpoints,
+            LARGE.referrals,
+            cache.display()
+        );
+        let partial = cache.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&partial);
+        let started = Instant::now();
+        {
+            let home = Home::open(&partial)?;
+            generator::generate(&home, LARGE, 42, "2026-06-01".parse()?)?;
+        }
+        generate_s = Some(started.elapsed().as_secs_f64());
+        std::fs::rename(&partial, &cache)?;
     }
-    let generate_s = started.elapsed().as_secs_f64();
+    // Migrations and read-model rebuilds happen here, once, not in a measured open.
+    drop(Home::open(&cache)?);
+    let dir = tempfile::tempdir()?;
+    for entry in std::fs::read_dir(&cache)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name()))?;
+    }
+    Ok((dir, generate_s))
+}
+
+fn store() -> Result<()> {
+    let (dir, generate_s) = large_practice()?;
 
     // Cold open: a new process opens the home and lists the first 50 partners by name.
     let mut cold = Vec::new();
     for _ in 0..7 {
-        let out = Command::new(std::env::current_exe()?).arg("cold-open").arg(dir.path()).output()?;
+        let out = Command::new(std::env::current_exe()?)
+            .arg("cold-open")
+            .arg(dir.path())
+            .output()?;
         if !out.status.success() {
             bail!("cold open failed: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -85,7 +124,18 @@ fn store() -> Result<()> {
     }
     let naive_automerge_load_ms = percentile(&mut loads, 0.5);
 
-    let queries = ["anxiety portland", "couples", "park", "teens perfectionism", "emdr trauma", "brooks wellness", "grief salem", "medication", "es", "veterans"];
+    let queries = [
+        "anxiety portland",
+        "couples",
+        "park",
+        "teens perfectionism",
+        "emdr trauma",
+        "brooks wellness",
+        "grief salem",
+        "medication",
+        "es",
+        "veterans",
+    ];
     let mut searches = Vec::new();
     for _ in 0..5 {
         for q in queries {
@@ -98,7 +148,10 @@ fn store() -> Result<()> {
     let search_ms = percentile(&mut searches, 0.5);
     let search_p99_ms = percentile(&mut searches, 0.99);
 
-    let partners = home.partners(&PartnerFilter { limit: Some(200), ..Default::default() })?;
+    let partners = home.partners(&PartnerFilter {
+        limit: Some(200),
+        ..Default::default()
+    })?;
     let touch = |i: usize| NewTouchpoint {
         partner_id: partners[i % partners.len()].id.clone(),
         kind: TouchpointKind::Call,
@@ -127,14 +180,22 @@ fn store() -> Result<()> {
     let ratio = naive_automerge_load_ms / cold_open_first_page_ms;
     println!();
     println!("{:<28} {:>12}  {}", "figure", "value", "target");
-    println!("{:<28} {:>12.2}  ≤ 1/20 of naive load ({:.1}x faster)", "cold_open_first_page_ms", cold_open_first_page_ms, ratio);
-    println!("{:<28} {:>12.2}", "naive_automerge_load_ms", naive_automerge_load_ms);
+    println!(
+        "{:<28} {:>12.2}  ≤ 1/20 of naive load ({:.1}x faster)",
+        "cold_open_first_page_ms", cold_open_first_page_ms, ratio
+    );
+    println!(
+        "{:<28} {:>12.2}",
+        "naive_automerge_load_ms", naive_automerge_load_ms
+    );
     println!("{:<28} {:>12.3}  ≤ 5 ms", "search_ms (p50)", search_ms);
     println!("{:<28} {:>12.3}", "search_p99_ms", search_p99_ms);
     println!("{:<28} {:>12.3}", "write_p50_ms", write_p50_ms);
     println!("{:<28} {:>12.3}  ≤ 5 ms", "write_p99_ms", write_p99_ms);
     println!("{:<28} {:>12}", "disk_bytes", disk_bytes);
-    println!("{:<28} {:>12.1}", "generate_s", generate_s);
+    if let Some(generate_s) = generate_s {
+        println!("{:<28} {:>12.1}", "generate_s", generate_s);
+    }
 
     let figures = json!({
         "cold_open_first_page_ms": cold_open_first_page_ms,
@@ -151,7 +212,10 @@ fn store() -> Result<()> {
     });
     let out = bench_dir();
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("store.json"), serde_json::to_string_pretty(&figures)?)?;
+    std::fs::write(
+        out.join("store.json"),
+        serde_json::to_string_pretty(&figures)?,
+    )?;
     println!("\nwrote {}", out.join("store.json").display());
     Ok(())
 }
