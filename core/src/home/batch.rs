@@ -280,6 +280,8 @@ impl<'a, 'b> Batch<'a, 'b> {
             input.status.unwrap_or(ReferralStatus::Requested).code(),
         )?;
         self.done(EntityKind::Referral, &id);
+        // A referral exchanged is the best reply there is.
+        self.reset_cadence(&partner_id, at)?;
         project::referral(self.tx, &id).ok_or_else(|| lost("referral", &id))
     }
 

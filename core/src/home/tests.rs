@@ -120,6 +120,7 @@ fn partner_round_trip_with_every_field() {
             stream_id: Some(stream.id.clone()),
             status: Some(crate::vocab::PartnerStatus::Active),
             owner_member: None,
+            cadence_steps: vec![7, 14],
         })
         .unwrap();
     let got = home.partner(&added.id).unwrap();
@@ -1080,4 +1081,146 @@ fn a_failed_batch_writes_nothing() {
     assert_eq!(home.partner_count().unwrap(), 2);
     let wrong_space = home.batch(SpaceKind::Personal, |b| b.add_partner(partner("X")));
     assert!(matches!(wrong_space, Err(Error::Conflict(_))));
+}
+
+fn touch_with(home: &Home, partner_id: &str, at: &str, outcome: TouchpointOutcome) {
+    home.log_touchpoint(NewTouchpoint {
+        partner_id: partner_id.to_string(),
+        kind: TouchpointKind::Email,
+        at: Some(day(at)),
+        outcome: Some(outcome),
+        note: String::new(),
+        allow_contact_details: false,
+        member_id: None,
+    })
+    .unwrap();
+}
+
+fn open_auto(home: &Home, partner_id: &str) -> Vec<crate::model::Followup> {
+    home.followups_of(partner_id)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.auto && f.status == FollowupStatus::Open)
+        .collect()
+}
+
+#[test]
+fn no_response_schedules_the_next_follow_up_with_backoff_and_replies_reset_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    let p = home.add_partner(partner("Quiet Partner")).unwrap();
+    // Step by step through the default backoff: 14, 21, 30, then every 30.
+    let mut at = day("2026-01-05");
+    for (attempt, step) in [(1, 14), (2, 21), (3, 30), (4, 30), (5, 30)] {
+        touch_with(&home, &p.id, &at.to_string(), TouchpointOutcome::NoResponse);
+        let pending = open_auto(&home, &p.id);
+        assert_eq!(pending.len(), 1, "exactly one pending automatic follow-up");
+        assert_eq!(pending[0].attempt, attempt);
+        assert_eq!(
+            pending[0].due,
+            at.saturating_add(jiff::Span::new().days(step)),
+            "attempt {attempt}"
+        );
+        assert!(pending[0].reason.contains(&format!("attempt {attempt}")));
+        assert_eq!(home.partner(&p.id).unwrap().cadence_attempt, attempt);
+        at = pending[0].due;
+    }
+    // No response never closes the relationship.
+    let partner_now = home.partner(&p.id).unwrap();
+    assert!(!partner_now.archived);
+    assert_eq!(partner_now.status, crate::vocab::PartnerStatus::Prospect);
+    // A reply resets the backoff and completes the pending follow-up.
+    touch_with(&home, &p.id, "2026-06-01", TouchpointOutcome::Reached);
+    assert!(open_auto(&home, &p.id).is_empty());
+    assert_eq!(home.partner(&p.id).unwrap().cadence_attempt, 0);
+    let done: Vec<_> = home
+        .followups_of(&p.id)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.status == FollowupStatus::Done)
+        .collect();
+    assert_eq!(done.len(), 5);
+    assert!(done.iter().any(|f| f.done_at == Some(day("2026-06-01"))));
+    // Silence again starts from the first step.
+    touch_with(&home, &p.id, "2026-06-10", TouchpointOutcome::NoResponse);
+    assert_eq!(open_auto(&home, &p.id)[0].due, day("2026-06-24"));
+    // A referral exchanged resets it too.
+    home.record_referral(NewReferral {
+        partner_id: p.id.clone(),
+        direction: Direction::In,
+        at: Some(day("2026-06-12")),
+        concerns: vec!["grief".into()],
+        age_band: None,
+        payer_category: None,
+        modality: None,
+        status: None,
+        member_id: None,
+    })
+    .unwrap();
+    assert!(open_auto(&home, &p.id).is_empty());
+    assert_eq!(home.partner(&p.id).unwrap().cadence_attempt, 0);
+    // A scheduled meeting resets as well.
+    touch_with(&home, &p.id, "2026-06-20", TouchpointOutcome::NoResponse);
+    touch_with(&home, &p.id, "2026-06-25", TouchpointOutcome::Scheduled);
+    assert!(open_auto(&home, &p.id).is_empty());
+}
+
+#[test]
+fn cadences_are_configurable_per_practice_and_per_partner() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = practice(dir.path());
+    assert_eq!(
+        invalid_field(home.set_default_cadence(&[]).unwrap_err()),
+        "cadence_steps"
+    );
+    assert_eq!(
+        invalid_field(home.set_default_cadence(&[10, 0]).unwrap_err()),
+        "cadence_steps"
+    );
+    assert_eq!(home.set_default_cadence(&[10, 20]).unwrap(), vec![10, 20]);
+    let practice_default = home.add_partner(partner("Default")).unwrap();
+    let own = home
+        .add_partner(NewPartner {
+            cadence_steps: vec![3],
+            ..partner("Own")
+        })
+        .unwrap();
+    for (p, first, second) in [(&practice_default, 10, 20), (&own, 3, 3)] {
+        touch_with(&home, &p.id, "2026-02-01", TouchpointOutcome::NoResponse);
+        assert_eq!(
+            open_auto(&home, &p.id)[0].due,
+            day("2026-02-01").saturating_add(jiff::Span::new().days(first))
+        );
+        touch_with(&home, &p.id, "2026-03-01", TouchpointOutcome::NoResponse);
+        assert_eq!(
+            open_auto(&home, &p.id)[0].due,
+            day("2026-03-01").saturating_add(jiff::Span::new().days(second))
+        );
+    }
+    let edited = home
+        .edit_partner(
+            &own.id,
+            PartnerEdit {
+                cadence_steps: Some(vec![]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        edited.cadence_steps.is_empty(),
+        "an empty list returns the partner to the practice default"
+    );
+    assert_eq!(
+        invalid_field(
+            home.edit_partner(
+                &own.id,
+                PartnerEdit {
+                    cadence_steps: Some(vec![400]),
+                    ..Default::default()
+                }
+            )
+            .unwrap_err()
+        ),
+        "cadence_steps"
+    );
 }
