@@ -179,7 +179,7 @@ fn store() -> Result<()> {
 
     let ratio = naive_automerge_load_ms / cold_open_first_page_ms;
     println!();
-    println!("{:<28} {:>12}  {}", "figure", "value", "target");
+    println!("{:<28} {:>12}  target", "figure", "value");
     println!(
         "{:<28} {:>12.2}  ≤ 1/20 of naive load ({:.1}x faster)",
         "cold_open_first_page_ms", cold_open_first_page_ms, ratio
