@@ -10,6 +10,7 @@ pub mod doc;
 pub mod error;
 pub mod events;
 mod home;
+pub mod insights;
 pub mod model;
 pub mod privacy;
 pub mod store;

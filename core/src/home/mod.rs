@@ -7,6 +7,7 @@
 //! in one SQLite transaction before the call returns.
 
 mod batch;
+mod insights;
 mod partner_edit;
 mod read;
 mod write;

@@ -128,6 +128,31 @@ const MIGRATIONS: &[&str] = &[
         last_sync_at INTEGER
     );
     "#,
+    // 3: what the insights read: a per-partner activity summary, partner names as a
+    //    column, and covering indexes so that no insight reads JSON rows.
+    r#"
+    CREATE TABLE partner_activity (
+        partner_id TEXT PRIMARY KEY,
+        first_touch TEXT,
+        last_touch TEXT,
+        first_inbound TEXT,
+        last_referral TEXT,
+        inbound INTEGER NOT NULL,
+        outbound INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX partner_activity_by_first_touch ON partner_activity(first_touch);
+    ALTER TABLE partners ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    CREATE INDEX partners_lean ON partners(
+        archived, id, name, status, created_at, stream_id, accepting, telehealth, city_key
+    );
+    CREATE INDEX partners_by_id ON partners(id, stream_id, name, archived);
+    DROP INDEX referrals_by_day;
+    CREATE INDEX referrals_by_day ON referrals(at, direction, status, partner_id, member_id);
+    DROP INDEX referrals_by_partner;
+    CREATE INDEX referrals_by_partner ON referrals(partner_id, direction, status, at);
+    CREATE INDEX referrals_by_direction_day ON referrals(direction, at, status, partner_id);
+    CREATE INDEX referrals_by_member ON referrals(member_id, direction, status, at);
+    "#,
 ];
 
 /// The store version this build creates and understands.

@@ -13,7 +13,8 @@ pub const DEFAULT_LIMIT: u32 = 50;
 /// Largest page a list returns.
 pub const MAX_LIMIT: u32 = 1_000;
 
-fn decode<T: DeserializeOwned>(data: &str) -> Result<T> {
+/// Decodes a `data` column.
+pub fn decode<T: DeserializeOwned>(data: &str) -> Result<T> {
     serde_json::from_str(data)
         .map_err(|e| Error::Conflict(format!("the read model holds a row this build cannot read ({e}); it will be rebuilt on next open")))
 }

@@ -4,7 +4,9 @@
 //! apart; rebuilt from the document when its recorded heads or projection version differ.
 
 use automerge::{Automerge, ReadDoc};
-use rusqlite::{Connection, params};
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::doc::{self, Collection, EntityRef, SpaceKind, project};
@@ -13,7 +15,7 @@ use crate::model::{EntityKind, Partner};
 
 /// Version of the projection; bump it when a table or a derived column changes meaning,
 /// and every home rebuilds its read model on next open.
-pub const MODEL_VERSION: i64 = 2;
+pub const MODEL_VERSION: i64 = 4;
 
 fn json<T: Serialize>(value: &T) -> Result<String> {
     // Serializing our own plain records cannot fail; map it anyway rather than panic.
@@ -23,7 +25,61 @@ fn json<T: Serialize>(value: &T) -> Result<String> {
 
 /// Brings the rows of the given entities in line with the document.
 pub fn apply(conn: &Connection, doc: &Automerge, space_id: &str, refs: &[EntityRef]) -> Result<()> {
+    // Partners whose activity summary must be recomputed: those a touched touchpoint or
+    // referral pointed at before this change and after it.
+    let mut affected: BTreeSet<String> = BTreeSet::new();
     for (kind, id) in refs {
+        match kind {
+            EntityKind::Touchpoint => affected.extend(partner_of(conn, "touchpoints", id)?),
+            EntityKind::Referral => affected.extend(partner_of(conn, "referrals", id)?),
+            _ => {}
+        }
+        apply_one(conn, doc, space_id, *kind, id)?;
+        match kind {
+            EntityKind::Touchpoint => affected.extend(partner_of(conn, "touchpoints", id)?),
+            EntityKind::Referral => affected.extend(partner_of(conn, "referrals", id)?),
+            _ => {}
+        }
+    }
+    for partner_id in &affected {
+        refresh_activity(conn, partner_id)?;
+    }
+    Ok(())
+}
+
+fn partner_of(conn: &Connection, table: &str, id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT partner_id FROM {table} WHERE id = ?1"))?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Recomputes one partner's activity summary from its touchpoints and referrals (indexed
+/// by partner, so this reads only that partner's rows).
+fn refresh_activity(conn: &Connection, partner_id: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO partner_activity
+            (partner_id, first_touch, last_touch, first_inbound, last_referral, inbound, outbound)
+         SELECT ?1,
+            (SELECT min(at) FROM touchpoints WHERE partner_id = ?1 AND archived = 0),
+            (SELECT max(at) FROM touchpoints WHERE partner_id = ?1 AND archived = 0),
+            (SELECT min(at) FROM referrals WHERE partner_id = ?1 AND direction = 'in' AND status != 'entered_in_error'),
+            (SELECT max(at) FROM referrals WHERE partner_id = ?1 AND status != 'entered_in_error'),
+            (SELECT count(*) FROM referrals WHERE partner_id = ?1 AND direction = 'in' AND status != 'entered_in_error'),
+            (SELECT count(*) FROM referrals WHERE partner_id = ?1 AND direction = 'out' AND status != 'entered_in_error')",
+    )?
+    .execute([partner_id])?;
+    Ok(())
+}
+
+fn apply_one(
+    conn: &Connection,
+    doc: &Automerge,
+    space_id: &str,
+    kind: EntityKind,
+    id: &str,
+) -> Result<()> {
+    {
         match kind {
             EntityKind::Practice => upsert_practice(conn, doc, space_id)?,
             EntityKind::Member => match project::member(doc, id) {
@@ -160,8 +216,8 @@ fn upsert_partner(conn: &Connection, p: &Partner) -> Result<()> {
     let rid: i64 = conn
         .prepare_cached(
             "INSERT INTO partners (id, name_key, kind, stream_id, status, city_key, archived, accepting,
-             telehealth, created_at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (id) DO UPDATE SET name_key = excluded.name_key, kind = excluded.kind,
+             telehealth, created_at, data, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, kind = excluded.kind,
              stream_id = excluded.stream_id, status = excluded.status, city_key = excluded.city_key,
              archived = excluded.archived, accepting = excluded.accepting,
              telehealth = excluded.telehealth, created_at = excluded.created_at, data = excluded.data
@@ -179,7 +235,8 @@ fn upsert_partner(conn: &Connection, p: &Partner) -> Result<()> {
                 p.accepting,
                 p.telehealth,
                 p.created_at,
-                json(p)?
+                json(p)?,
+                p.name
             ],
             |r| r.get(0),
         )?;
@@ -269,6 +326,7 @@ pub fn rebuild(conn: &Connection, doc: &Automerge, space_id: &str, kind: SpaceKi
             "referral_concerns",
             "referrals",
             "followups",
+            "partner_activity",
         ],
         SpaceKind::Personal => &["notes"],
     };

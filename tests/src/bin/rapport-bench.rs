@@ -1,7 +1,7 @@
 //! `rapport-bench`: prints benchmark figures as a table and writes them as JSON under
 //! `target/bench/`. Figures are measured, never asserted; targets are compared in print.
 //!
-//! Usage: rapport-bench store
+//! Usage: rapport-bench store|insights
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,11 +18,12 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("store") => store(),
+        Some("insights") => insights(),
         // Internal: one cold open in a fresh process; prints milliseconds.
         Some("cold-open") => cold_open(Path::new(
             args.get(1).context("cold-open needs a home directory")?,
         )),
-        _ => bail!("usage: rapport-bench store"),
+        _ => bail!("usage: rapport-bench store|insights"),
     }
 }
 
@@ -217,5 +218,104 @@ fn store() -> Result<()> {
         serde_json::to_string_pretty(&figures)?,
     )?;
     println!("\nwrote {}", out.join("store.json").display());
+    Ok(())
+}
+
+/// Median milliseconds of `runs` calls of `f` (after one warm-up call).
+fn median_ms<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
+    std::hint::black_box(f()?);
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        std::hint::black_box(f()?);
+        samples.push(ms(start));
+    }
+    Ok(percentile(&mut samples, 0.5))
+}
+
+fn insights() -> Result<()> {
+    use rapport_core::insights::matching::Need;
+    use rapport_core::insights::reciprocity::LedgerBy;
+    use rapport_core::vocab::{AgeBand, PayerCategory};
+
+    let (dir, _) = large_practice()?;
+    let home = Home::open(dir.path())?;
+    let today: rapport_core::Day = "2026-06-01".parse()?;
+    let need = Need {
+        concerns: vec!["anxiety".into(), "trauma_ptsd".into()],
+        age_band: Some(AgeBand::Adult),
+        payer_category: Some(PayerCategory::Commercial),
+        modality: Some("individual".into()),
+        language: Some("es".into()),
+        telehealth: true,
+        city: Some("Portland".into()),
+        accepting_only: false,
+        limit: Some(10),
+    };
+    let runs = 11;
+    let figures: Vec<(&str, f64)> = vec![
+        (
+            "due_followups",
+            median_ms(runs, || Ok(home.due_followups(today, 7)?))?,
+        ),
+        (
+            "overdue_followups",
+            median_ms(runs, || Ok(home.overdue_followups(today)?))?,
+        ),
+        (
+            "reciprocity_by_partner",
+            median_ms(runs, || {
+                Ok(home.reciprocity(LedgerBy::Partner, today, 365)?)
+            })?,
+        ),
+        (
+            "reciprocity_by_member",
+            median_ms(runs, || {
+                Ok(home.reciprocity(LedgerBy::Member, today, 365)?)
+            })?,
+        ),
+        (
+            "reciprocity_by_stream",
+            median_ms(runs, || {
+                Ok(home.reciprocity(LedgerBy::Stream, today, 365)?)
+            })?,
+        ),
+        (
+            "reciprocity_gaps",
+            median_ms(runs, || Ok(home.reciprocity_gaps(today, 365)?))?,
+        ),
+        (
+            "streams",
+            median_ms(runs, || Ok(home.stream_report(today)?))?,
+        ),
+        (
+            "going_cold",
+            median_ms(runs, || Ok(home.going_cold(today, 60)?))?,
+        ),
+        ("match", median_ms(runs, || Ok(home.match_need(&need)?))?),
+        ("trends", median_ms(runs, || Ok(home.trends(today, 12)?))?),
+        (
+            "digest",
+            median_ms(runs, || Ok(home.weekly_digest(today)?))?,
+        ),
+    ];
+    println!("\n{:<28} {:>10}  target", "insight", "ms");
+    let mut json = serde_json::Map::new();
+    for (name, value) in &figures {
+        let verdict = if *value <= 20.0 {
+            "≤ 20 ms: met"
+        } else {
+            "≤ 20 ms: MISSED"
+        };
+        println!("{:<28} {:>10.2}  {verdict}", name, value);
+        json.insert(format!("{name}_ms"), json!(value));
+    }
+    let out = bench_dir();
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("insights.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    println!("\nwrote {}", out.join("insights.json").display());
     Ok(())
 }
