@@ -152,6 +152,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX referrals_by_partner ON referrals(partner_id, direction, status, at);
     CREATE INDEX referrals_by_direction_day ON referrals(direction, at, status, partner_id);
     CREATE INDEX referrals_by_member ON referrals(member_id, direction, status, at);
+    DROP INDEX touchpoints_by_partner;
+    CREATE INDEX touchpoints_by_partner ON touchpoints(partner_id, archived, at);
     "#,
 ];
 

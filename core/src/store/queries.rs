@@ -276,6 +276,7 @@ pub fn dump(conn: &Connection) -> Result<Vec<String>> {
         ("referral_concerns", "concern, referral_id"),
         ("followups", "id"),
         ("notes", "id"),
+        ("partner_activity", "partner_id"),
     ] {
         let columns = match table {
             "practice" => "name, settings",

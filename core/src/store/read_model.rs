@@ -28,6 +28,12 @@ pub fn apply(conn: &Connection, doc: &Automerge, space_id: &str, refs: &[EntityR
     // Partners whose activity summary must be recomputed: those a touched touchpoint or
     // referral pointed at before this change and after it.
     let mut affected: BTreeSet<String> = BTreeSet::new();
+    if refs.len() > BULK_REFRESH {
+        for (kind, id) in refs {
+            apply_one(conn, doc, space_id, *kind, id)?;
+        }
+        return refresh_all_activity(conn);
+    }
     for (kind, id) in refs {
         match kind {
             EntityKind::Touchpoint => affected.extend(partner_of(conn, "touchpoints", id)?),
@@ -44,6 +50,31 @@ pub fn apply(conn: &Connection, doc: &Automerge, space_id: &str, refs: &[EntityR
     for partner_id in &affected {
         refresh_activity(conn, partner_id)?;
     }
+    Ok(())
+}
+
+/// Past this many changed entities, the activity summary is recomputed in one pass.
+const BULK_REFRESH: usize = 5_000;
+
+/// Recomputes every partner's activity summary with two grouped scans.
+fn refresh_all_activity(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "DELETE FROM partner_activity;
+         INSERT INTO partner_activity
+            (partner_id, first_touch, last_touch, first_inbound, last_referral, inbound, outbound)
+         SELECT ids.partner_id, t.first_touch, t.last_touch, r.first_inbound, r.last_referral,
+                COALESCE(r.inbound, 0), COALESCE(r.outbound, 0)
+         FROM (SELECT partner_id FROM touchpoints UNION SELECT partner_id FROM referrals) ids
+         LEFT JOIN (SELECT partner_id, min(at) AS first_touch, max(at) AS last_touch
+                    FROM touchpoints WHERE archived = 0 GROUP BY partner_id) t ON t.partner_id = ids.partner_id
+         LEFT JOIN (SELECT partner_id,
+                           min(CASE WHEN direction = 'in' THEN at END) AS first_inbound,
+                           max(at) AS last_referral,
+                           sum(direction = 'in') AS inbound,
+                           sum(direction = 'out') AS outbound
+                    FROM referrals WHERE status != 'entered_in_error' GROUP BY partner_id) r
+                ON r.partner_id = ids.partner_id;",
+    )?;
     Ok(())
 }
 
@@ -326,12 +357,18 @@ pub fn rebuild(conn: &Connection, doc: &Automerge, space_id: &str, kind: SpaceKi
             "referral_concerns",
             "referrals",
             "followups",
-            "partner_activity",
         ],
         SpaceKind::Personal => &["notes"],
     };
     for table in tables {
         conn.execute(&format!("DELETE FROM {table}"), [])?;
     }
-    apply(conn, doc, space_id, &all_refs(doc, kind))
+    let refs = all_refs(doc, kind);
+    for (entity, id) in &refs {
+        apply_one(conn, doc, space_id, *entity, id)?;
+    }
+    if kind == SpaceKind::Practice {
+        refresh_all_activity(conn)?;
+    }
+    Ok(())
 }
