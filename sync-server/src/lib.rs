@@ -1,3 +1,6 @@
-//! The blind relay that stores and forwards a practice's encrypted blobs.
+//! `rapport-relay`: the blind, self-hosted store-and-forward relay of a practice's devices.
 //!
-//! Not built yet (issue 4). It must never depend on `rapport-core`'s domain model.
+//! It keeps, per space, an append-only log of sealed blobs it cannot read, plus
+//! snapshots, memberships and key envelopes; it never links the domain model.
+
+pub mod store;

@@ -375,6 +375,7 @@ pub fn generate(home: &Home, size: PracticeSize, seed: u64, today: Date) -> Resu
             .try_for_each(|f| b.schedule_followup(f).map(drop))
     })?;
     home.compact(SpaceKind::Practice)?;
+    home.rebuild_read_model(SpaceKind::Practice)?;
     Ok(Generated {
         members,
         partners,

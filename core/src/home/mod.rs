@@ -179,6 +179,8 @@ impl Home {
         read_model::rebuild(&tx, doc, &space.id, kind)?;
         chunks::set_model_heads(&tx, &space.id, &heads, read_model::MODEL_VERSION)?;
         tx.commit()?;
+        // The tables changed wholesale: refresh the planner's statistics.
+        conn.execute_batch("ANALYZE")?;
         Ok(())
     }
 

@@ -84,7 +84,7 @@ pub fn ledger(
         LedgerBy::Member => ("r.member_id", ""),
         LedgerBy::Stream => (
             "COALESCE(p.stream_id, '')",
-            "JOIN partners p ON p.id = r.partner_id",
+            "JOIN partners p INDEXED BY partners_by_id ON p.id = r.partner_id",
         ),
     };
     let mut rows: BTreeMap<String, LedgerRow> = BTreeMap::new();

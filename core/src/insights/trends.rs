@@ -129,7 +129,7 @@ pub fn trends(conn: &Connection, today: Day, months: u32) -> Result<Trends> {
     };
     let mut by_stream = series(
         "SELECT COALESCE(p.stream_id, ''), substr(r.at, 1, 7), r.direction, count(*)
-         FROM referrals r JOIN partners p ON p.id = r.partner_id
+         FROM referrals r JOIN partners p INDEXED BY partners_by_id ON p.id = r.partner_id
          WHERE r.at >= ?1 AND r.at <= ?2 AND r.status != 'entered_in_error' GROUP BY 1, 2, 3",
     )?;
     let by_partner = series(
@@ -239,8 +239,9 @@ fn cohorts(conn: &Connection, today: Day, from: Day) -> Result<Vec<Cohort>> {
         cohort.partners += 1;
     }
     let mut referrals = conn.prepare_cached(
+        // CROSS JOIN keeps SQLite driving from the few recent partners, not all referrals.
         "SELECT a.first_touch, r.at FROM partner_activity a
-         JOIN referrals r ON r.partner_id = a.partner_id AND r.direction = 'in' AND r.status != 'entered_in_error'
+         CROSS JOIN referrals r ON r.partner_id = a.partner_id AND r.direction = 'in' AND r.status != 'entered_in_error'
          WHERE a.first_touch >= ?1 AND r.at >= a.first_touch",
     )?;
     let mut rows = referrals.query([from.to_string()])?;

@@ -201,7 +201,15 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrate(path, &conn, STORE_VERSION)?;
+    optimize(&conn)?;
     Ok(conn)
+}
+
+/// Keeps the query planner's statistics current (SQLite's recommended practice), bounded
+/// so that it never costs more than a few milliseconds.
+pub fn optimize(conn: &Connection) -> Result<()> {
+    conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")?;
+    Ok(())
 }
 
 /// Opens a read-only connection for queries, so readers never block the writer.

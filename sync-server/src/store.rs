@@ -1,0 +1,842 @@
+//! The relay's state in SQLite: spaces, devices and their memberships, setup codes,
+//! invites, each space's append-only log of sealed blobs, snapshots and key envelopes.
+//!
+//! One writer thread owns the write connection and commits in groups: it takes every
+//! write waiting in its queue, runs each under its own savepoint inside one transaction
+//! and answers them all after the commit is on disk. A push is acknowledged only then,
+//! so a `kill -9` right after an ack loses nothing, and many devices pushing at once share
+//! one fsync. Reads use their own connections (WAL), so they never wait for the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rapport_wire::frames::{Entry, ErrorCode, KeyEnvelope, MemberInfo, Role, Snapshot};
+use rapport_wire::{DeviceId, SpaceId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "relay.db";
+
+/// Most writes committed in one transaction.
+const GROUP_MAX: usize = 256;
+
+/// Personal spaces one device may create.
+pub const MAX_SPACES_PER_DEVICE: i64 = 8;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS setup_codes (
+    token_hash BLOB PRIMARY KEY, created_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
+);
+CREATE TABLE IF NOT EXISTS spaces (
+    id BLOB PRIMARY KEY, created_at INTEGER NOT NULL, created_by BLOB NOT NULL,
+    head INTEGER NOT NULL DEFAULT 0, pruned_through INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    space BLOB NOT NULL, device BLOB NOT NULL, role TEXT NOT NULL, x25519 BLOB NOT NULL,
+    joined_at INTEGER NOT NULL, removed_at INTEGER, PRIMARY KEY (space, device)
+);
+CREATE INDEX IF NOT EXISTS memberships_by_device ON memberships(device);
+CREATE TABLE IF NOT EXISTS invites (
+    token_hash BLOB PRIMARY KEY, space BLOB NOT NULL, role TEXT NOT NULL, created_by BLOB NOT NULL,
+    created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
+);
+CREATE TABLE IF NOT EXISTS log (
+    space BLOB NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
+    client_msg_id BLOB NOT NULL, received_at INTEGER NOT NULL, blob BLOB NOT NULL,
+    PRIMARY KEY (space, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS log_by_message ON log(space, sender, client_msg_id);
+CREATE TABLE IF NOT EXISTS snapshots (
+    space BLOB PRIMARY KEY, covers INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
+    created_at INTEGER NOT NULL, blob BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_envelopes (
+    space BLOB NOT NULL, epoch INTEGER NOT NULL, device BLOB NOT NULL, sealed BLOB NOT NULL,
+    created_by BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (space, epoch, device)
+);
+"#;
+
+/// A refusal: a code the device can act on and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The code.
+    pub code: ErrorCode,
+    /// In words.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Refusal {
+    fn from(e: rusqlite::Error) -> Self {
+        tracing::error!(error = %e, "relay storage error");
+        Refusal::new(
+            ErrorCode::Internal,
+            "the relay's storage failed; retry later",
+        )
+    }
+}
+
+/// The result of an operation on the store.
+pub type Outcome<T> = Result<T, Refusal>;
+
+/// SHA-256 of a token: tokens are stored hashed, so a copy of the database cannot be
+/// used to register or join.
+pub fn token_hash(token: &[u8]) -> Vec<u8> {
+    Sha256::digest(token).to_vec()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A write the writer thread runs.
+pub enum Write {
+    /// Stores a new setup token.
+    AddSetupCode {
+        /// SHA-256 of the token.
+        token_hash: Vec<u8>,
+    },
+    /// Registers a space with a setup token.
+    Register {
+        /// SHA-256 of the token.
+        token_hash: Vec<u8>,
+        /// The space.
+        space: SpaceId,
+        /// The device.
+        device: DeviceId,
+        /// Its X25519 key.
+        x25519: [u8; 32],
+    },
+    /// Creates a space owned by an admitted device.
+    CreateSpace {
+        /// The space.
+        space: SpaceId,
+        /// The device.
+        device: DeviceId,
+        /// Its X25519 key.
+        x25519: [u8; 32],
+    },
+    /// Stores an invite.
+    CreateInvite {
+        /// SHA-256 of the token.
+        token_hash: Vec<u8>,
+        /// The space.
+        space: SpaceId,
+        /// Role given.
+        role: Role,
+        /// Creator.
+        created_by: DeviceId,
+        /// Unix seconds.
+        expires_at: i64,
+    },
+    /// Uses an invite.
+    Join {
+        /// SHA-256 of the token.
+        token_hash: Vec<u8>,
+        /// The space.
+        space: SpaceId,
+        /// The device.
+        device: DeviceId,
+        /// Its X25519 key.
+        x25519: [u8; 32],
+    },
+    /// Appends to the log (idempotent by sender and client message id).
+    Push {
+        /// The space.
+        space: SpaceId,
+        /// Sender.
+        sender: DeviceId,
+        /// Key epoch.
+        epoch: u32,
+        /// Idempotency key.
+        client_msg_id: [u8; 16],
+        /// Sealed blob.
+        blob: Vec<u8>,
+    },
+    /// Stores a snapshot.
+    PutSnapshot {
+        /// The space.
+        space: SpaceId,
+        /// Sender.
+        sender: DeviceId,
+        /// Key epoch.
+        epoch: u32,
+        /// Last seq covered.
+        covers: u64,
+        /// Sealed snapshot.
+        blob: Vec<u8>,
+    },
+    /// Drops covered entries.
+    Prune {
+        /// The space.
+        space: SpaceId,
+        /// Last seq to drop.
+        through: u64,
+    },
+    /// Removes a device from a space.
+    RemoveDevice {
+        /// The space.
+        space: SpaceId,
+        /// The device.
+        device: DeviceId,
+    },
+    /// Stores key envelopes.
+    PutKeyEnvelopes {
+        /// The space.
+        space: SpaceId,
+        /// Epoch.
+        epoch: u32,
+        /// Sender.
+        sender: DeviceId,
+        /// Envelopes.
+        envelopes: Vec<KeyEnvelope>,
+    },
+}
+
+/// What a write returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Done.
+    Done,
+    /// Admitted with a role.
+    Admitted(Role),
+    /// A push's seq, and whether it was a duplicate.
+    Pushed(u64, bool),
+    /// Pruned through this seq.
+    Pruned(u64),
+}
+
+struct Job {
+    write: Write,
+    reply: oneshot::Sender<Outcome<Written>>,
+}
+
+/// The relay's database.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir` and starts the writer thread.
+    pub fn open(dir: &Path) -> rusqlite::Result<Arc<Store>> {
+        let path = dir.join(DB_FILE);
+        let writer = open(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: an acknowledged push survives a power cut, not only a crash.
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        writer.execute_batch(SCHEMA)?;
+        let readers = (0..4)
+            .map(|_| open(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("relay-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Arc::new(Store {
+            path,
+            writer: Mutex::new(Some(tx)),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs a write; resolves after it is durable.
+    pub async fn write(&self, write: Write) -> Outcome<Written> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.writer.lock().ok().and_then(|w| w.clone());
+        let Some(sender) = sender else {
+            return Err(Refusal::new(
+                ErrorCode::Internal,
+                "the relay is shutting down",
+            ));
+        };
+        sender
+            .send(Job { write, reply })
+            .map_err(|_| Refusal::new(ErrorCode::Internal, "the relay is shutting down"))?;
+        answer.await.unwrap_or_else(|_| {
+            Err(Refusal::new(
+                ErrorCode::Internal,
+                "the relay's writer stopped",
+            ))
+        })
+    }
+
+    /// Runs a write from synchronous code (the CLI).
+    pub fn write_blocking(&self, write: Write) -> Outcome<Written> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
+        runtime.block_on(self.write(write))
+    }
+
+    /// Runs a read on one of the read connections.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Outcome<T>) -> Outcome<T> {
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = self.readers[index]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
+    /// Stops the writer after it has committed what is queued.
+    pub fn close(&self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
+        }
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
+        }
+    }
+
+    /// The role of a device in a space, if it is a current member.
+    pub fn role(&self, space: SpaceId, device: DeviceId) -> Outcome<Option<Role>> {
+        self.read(|c| role(c, space, device))
+    }
+
+    /// Entries after `after`, at most `limit`; whether more follow; the head.
+    pub fn pull(&self, space: SpaceId, after: u64, limit: u32) -> Outcome<(Vec<Entry>, bool, u64)> {
+        self.read(|c| {
+            let (head, pruned): (i64, i64) = c
+                .prepare_cached("SELECT head, pruned_through FROM spaces WHERE id = ?1")?
+                .query_row([&space.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or_else(|| Refusal::new(ErrorCode::UnknownSpace, "no such space"))?;
+            if after < u64::try_from(pruned).unwrap_or(0) {
+                return Err(Refusal::new(
+                    ErrorCode::Pruned,
+                    format!("entries up to {pruned} were folded into a snapshot; start from the snapshot"),
+                ));
+            }
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, epoch, sender, blob FROM log WHERE space = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let take = i64::from(limit) + 1;
+            let rows = stmt.query_map(params![&space.0[..], after as i64, take], |r| {
+                Ok(Entry {
+                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    epoch: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    sender: DeviceId(blob16(&r.get::<_, Vec<u8>>(2)?)),
+                    blob: r.get(3)?,
+                })
+            })?;
+            let mut entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = entries.len() > limit as usize;
+            entries.truncate(limit as usize);
+            Ok((entries, more, u64::try_from(head).unwrap_or(0)))
+        })
+    }
+
+    /// The newest snapshot of a space.
+    pub fn snapshot(&self, space: SpaceId) -> Outcome<Option<Snapshot>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT covers, epoch, sender, blob FROM snapshots WHERE space = ?1",
+            )?
+            .query_row([&space.0[..]], |r| {
+                Ok(Snapshot {
+                    covers: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    epoch: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    sender: DeviceId(blob16(&r.get::<_, Vec<u8>>(2)?)),
+                    blob: r.get(3)?,
+                })
+            })
+            .optional()?)
+        })
+    }
+
+    /// The devices of a space, removed ones included.
+    pub fn members(&self, space: SpaceId) -> Outcome<Vec<MemberInfo>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT device, role, x25519, joined_at, removed_at FROM memberships WHERE space = ?1 ORDER BY joined_at, device",
+            )?;
+            let rows = stmt.query_map([&space.0[..]], |r| {
+                let x: Vec<u8> = r.get(2)?;
+                let mut x25519 = [0; 32];
+                if x.len() == 32 {
+                    x25519.copy_from_slice(&x);
+                }
+                Ok(MemberInfo {
+                    device: DeviceId(blob16(&r.get::<_, Vec<u8>>(0)?)),
+                    role: Role::parse(&r.get::<_, String>(1)?).unwrap_or(Role::Member),
+                    x25519,
+                    joined_at: r.get(3)?,
+                    removed_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Key envelopes for a device from `since_epoch`.
+    pub fn key_envelopes(
+        &self,
+        space: SpaceId,
+        device: DeviceId,
+        since_epoch: u32,
+    ) -> Outcome<Vec<(u32, Vec<u8>)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT epoch, sealed FROM key_envelopes WHERE space = ?1 AND device = ?2 AND epoch >= ?3 ORDER BY epoch",
+            )?;
+            let rows = stmt.query_map(params![&space.0[..], &device.0[..], since_epoch], |r| {
+                Ok((u32::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// A setting kept in the database.
+    pub fn meta(&self, key: &str) -> Outcome<Option<String>> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    /// Counts for `rapport-relay stats`: spaces, devices, entries, blob bytes.
+    pub fn stats(&self) -> Outcome<(i64, i64, i64, i64)> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM spaces),
+                        (SELECT count(DISTINCT device) FROM memberships WHERE removed_at IS NULL),
+                        (SELECT count(*) FROM log),
+                        (SELECT COALESCE(sum(length(blob)), 0) FROM log) + (SELECT COALESCE(sum(length(blob)), 0) FROM snapshots)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?)
+        })
+    }
+}
+
+/// Writes a setting (used by the CLI before the relay serves).
+pub fn set_meta(dir: &Path, key: &str, value: &str) -> rusqlite::Result<()> {
+    let conn = open(
+        &dir.join(DB_FILE),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )?;
+    conn.execute_batch(SCHEMA)?;
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+fn blob16(bytes: &[u8]) -> [u8; 16] {
+    let mut out = [0; 16];
+    if bytes.len() == 16 {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+fn role(c: &Connection, space: SpaceId, device: DeviceId) -> Outcome<Option<Role>> {
+    let role: Option<String> = c
+        .prepare_cached(
+            "SELECT role FROM memberships WHERE space = ?1 AND device = ?2 AND removed_at IS NULL",
+        )?
+        .query_row([&space.0[..], &device.0[..]], |r| r.get(0))
+        .optional()?;
+    Ok(role.and_then(|r| Role::parse(&r)))
+}
+
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(&mut conn, &group);
+        for (job, result) in group.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+fn commit_group(conn: &mut Connection, group: &[Job]) -> Vec<Outcome<Written>> {
+    let failed = |e: rusqlite::Error| -> Vec<Outcome<Written>> {
+        let refusal = Refusal::from(e);
+        group.iter().map(|_| Err(refusal.clone())).collect()
+    };
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return failed(e),
+    };
+    let now = now();
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        // Each write in its own savepoint: a refused one leaves the others untouched.
+        // A savepoint dropped without commit rolls back.
+        let result = (|| -> Outcome<Written> {
+            let sp = tx.savepoint()?;
+            let result = apply(&sp, &job.write, now);
+            if result.is_ok() {
+                sp.commit()?;
+            }
+            result
+        })();
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => failed(e),
+    }
+}
+
+fn admit(
+    c: &Connection,
+    space: SpaceId,
+    device: DeviceId,
+    role: Role,
+    x25519: &[u8; 32],
+    now: i64,
+) -> Outcome<()> {
+    c.prepare_cached(
+        "INSERT INTO memberships (space, device, role, x25519, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (space, device) DO UPDATE SET role = excluded.role, x25519 = excluded.x25519",
+    )?
+    .execute(params![&space.0[..], &device.0[..], role.code(), &x25519[..], now])?;
+    Ok(())
+}
+
+fn new_space(c: &Connection, space: SpaceId, device: DeviceId, now: i64) -> Outcome<()> {
+    let exists: bool = c.query_row(
+        "SELECT count(*) FROM spaces WHERE id = ?1",
+        [&space.0[..]],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if exists {
+        return Err(Refusal::new(
+            ErrorCode::SpaceExists,
+            "that space is already registered",
+        ));
+    }
+    c.execute(
+        "INSERT INTO spaces (id, created_at, created_by) VALUES (?1, ?2, ?3)",
+        params![&space.0[..], now, &device.0[..]],
+    )?;
+    Ok(())
+}
+
+fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
+    match write {
+        Write::AddSetupCode { token_hash } => {
+            c.execute(
+                "INSERT INTO setup_codes (token_hash, created_at) VALUES (?1, ?2)",
+                params![token_hash, now],
+            )?;
+            Ok(Written::Done)
+        }
+        Write::Register {
+            token_hash,
+            space,
+            device,
+            x25519,
+        } => {
+            let used: Option<Option<i64>> = c
+                .query_row(
+                    "SELECT used_at FROM setup_codes WHERE token_hash = ?1",
+                    [token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match used {
+                None => {
+                    return Err(Refusal::new(
+                        ErrorCode::InvalidToken,
+                        "this setup code is not known to this relay",
+                    ));
+                }
+                Some(Some(_)) => {
+                    return Err(Refusal::new(
+                        ErrorCode::AlreadyUsed,
+                        "this setup code was already used; ask the relay's admin for a new one",
+                    ));
+                }
+                Some(None) => {}
+            }
+            new_space(c, *space, *device, now)?;
+            c.execute(
+                "UPDATE setup_codes SET used_at = ?2, used_by = ?3 WHERE token_hash = ?1",
+                params![token_hash, now, &device.0[..]],
+            )?;
+            admit(c, *space, *device, Role::Owner, x25519, now)?;
+            Ok(Written::Admitted(Role::Owner))
+        }
+        Write::CreateSpace {
+            space,
+            device,
+            x25519,
+        } => {
+            let admitted: i64 = c.query_row(
+                "SELECT count(*) FROM memberships WHERE device = ?1 AND removed_at IS NULL",
+                [&device.0[..]],
+                |r| r.get(0),
+            )?;
+            if admitted == 0 {
+                return Err(Refusal::new(
+                    ErrorCode::NotMember,
+                    "only a device admitted to a practice on this relay can create spaces",
+                ));
+            }
+            let created: i64 = c.query_row(
+                "SELECT count(*) FROM spaces WHERE created_by = ?1",
+                [&device.0[..]],
+                |r| r.get(0),
+            )?;
+            if created >= MAX_SPACES_PER_DEVICE {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "this device has created as many spaces as a relay allows",
+                ));
+            }
+            new_space(c, *space, *device, now)?;
+            admit(c, *space, *device, Role::Owner, x25519, now)?;
+            Ok(Written::Admitted(Role::Owner))
+        }
+        Write::CreateInvite {
+            token_hash,
+            space,
+            role,
+            created_by,
+            expires_at,
+        } => {
+            c.execute(
+                "INSERT INTO invites (token_hash, space, role, created_by, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![token_hash, &space.0[..], role.code(), &created_by.0[..], now, expires_at],
+            )?;
+            Ok(Written::Done)
+        }
+        Write::Join {
+            token_hash,
+            space,
+            device,
+            x25519,
+        } => {
+            let invite: Option<(Vec<u8>, String, i64, Option<i64>)> = c
+                .query_row(
+                    "SELECT space, role, expires_at, used_at FROM invites WHERE token_hash = ?1",
+                    [token_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((invited_space, role, expires_at, used_at)) = invite else {
+                return Err(Refusal::new(
+                    ErrorCode::InvalidToken,
+                    "this invite is not known to this relay",
+                ));
+            };
+            if invited_space != space.0 {
+                return Err(Refusal::new(
+                    ErrorCode::InvalidToken,
+                    "this invite is for another space",
+                ));
+            }
+            if used_at.is_some() {
+                return Err(Refusal::new(
+                    ErrorCode::AlreadyUsed,
+                    "this invite was already used; ask for a new one",
+                ));
+            }
+            if expires_at <= now {
+                return Err(Refusal::new(
+                    ErrorCode::Expired,
+                    "this invite has expired; ask for a new one",
+                ));
+            }
+            let removed: Option<Option<i64>> = c
+                .query_row(
+                    "SELECT removed_at FROM memberships WHERE space = ?1 AND device = ?2",
+                    [&space.0[..], &device.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(Some(_)) = removed {
+                return Err(Refusal::new(
+                    ErrorCode::NotMember,
+                    "this device was removed from the space and cannot rejoin",
+                ));
+            }
+            let role = Role::parse(&role).unwrap_or(Role::Member);
+            c.execute(
+                "UPDATE invites SET used_at = ?2, used_by = ?3 WHERE token_hash = ?1",
+                params![token_hash, now, &device.0[..]],
+            )?;
+            admit(c, *space, *device, role, x25519, now)?;
+            Ok(Written::Admitted(role))
+        }
+        Write::Push {
+            space,
+            sender,
+            epoch,
+            client_msg_id,
+            blob,
+        } => {
+            let existing: Option<i64> = c
+                .prepare_cached(
+                    "SELECT seq FROM log WHERE space = ?1 AND sender = ?2 AND client_msg_id = ?3",
+                )?
+                .query_row(
+                    params![&space.0[..], &sender.0[..], &client_msg_id[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(seq) = existing {
+                return Ok(Written::Pushed(u64::try_from(seq).unwrap_or(0), true));
+            }
+            let seq: i64 = c
+                .prepare_cached("UPDATE spaces SET head = head + 1 WHERE id = ?1 RETURNING head")?
+                .query_row([&space.0[..]], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| Refusal::new(ErrorCode::UnknownSpace, "no such space"))?;
+            c.prepare_cached(
+                "INSERT INTO log (space, seq, epoch, sender, client_msg_id, received_at, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![&space.0[..], seq, epoch, &sender.0[..], &client_msg_id[..], now, blob])?;
+            Ok(Written::Pushed(u64::try_from(seq).unwrap_or(0), false))
+        }
+        Write::PutSnapshot {
+            space,
+            sender,
+            epoch,
+            covers,
+            blob,
+        } => {
+            let head: i64 = c
+                .query_row(
+                    "SELECT head FROM spaces WHERE id = ?1",
+                    [&space.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| Refusal::new(ErrorCode::UnknownSpace, "no such space"))?;
+            if *covers > u64::try_from(head).unwrap_or(0) {
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    format!("a snapshot cannot cover seq {covers}: the log ends at {head}"),
+                ));
+            }
+            let current: Option<i64> = c
+                .query_row(
+                    "SELECT covers FROM snapshots WHERE space = ?1",
+                    [&space.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if current.is_some_and(|cur| cur > *covers as i64) {
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    "a newer snapshot is already stored",
+                ));
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO snapshots (space, covers, epoch, sender, created_at, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![&space.0[..], *covers as i64, epoch, &sender.0[..], now, blob],
+            )?;
+            Ok(Written::Done)
+        }
+        Write::Prune { space, through } => {
+            let covers: Option<i64> = c
+                .query_row(
+                    "SELECT covers FROM snapshots WHERE space = ?1",
+                    [&space.0[..]],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let covers = covers.ok_or_else(|| {
+                Refusal::new(
+                    ErrorCode::BadRequest,
+                    "nothing can be pruned before a snapshot is stored",
+                )
+            })?;
+            let through = (*through as i64).min(covers);
+            c.execute(
+                "DELETE FROM log WHERE space = ?1 AND seq <= ?2",
+                params![&space.0[..], through],
+            )?;
+            c.execute(
+                "UPDATE spaces SET pruned_through = max(pruned_through, ?2) WHERE id = ?1",
+                params![&space.0[..], through],
+            )?;
+            Ok(Written::Pruned(u64::try_from(through).unwrap_or(0)))
+        }
+        Write::RemoveDevice { space, device } => {
+            let changed = c.execute(
+                "UPDATE memberships SET removed_at = ?3 WHERE space = ?1 AND device = ?2 AND removed_at IS NULL",
+                params![&space.0[..], &device.0[..], now],
+            )?;
+            if changed == 0 {
+                return Err(Refusal::new(
+                    ErrorCode::NotMember,
+                    "that device is not a current member of the space",
+                ));
+            }
+            Ok(Written::Done)
+        }
+        Write::PutKeyEnvelopes {
+            space,
+            epoch,
+            sender,
+            envelopes,
+        } => {
+            let mut stmt = c.prepare_cached(
+                "INSERT OR REPLACE INTO key_envelopes (space, epoch, device, sealed, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for envelope in envelopes {
+                stmt.execute(params![
+                    &space.0[..],
+                    epoch,
+                    &envelope.device.0[..],
+                    &envelope.sealed,
+                    &sender.0[..],
+                    now
+                ])?;
+            }
+            Ok(Written::Done)
+        }
+    }
+}

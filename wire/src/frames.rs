@@ -1,0 +1,481 @@
+//! Frames: one request and one response per bidirectional QUIC stream (a subscription
+//! stream carries notices after its response). Each frame is a big-endian `u32` length
+//! followed by that many bytes of postcard-encoded serde data; the length is checked
+//! against a hard cap before anything is allocated.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::ids::{DeviceId, SpaceId};
+
+/// The largest frame either side accepts (a snapshot of a large practice fits).
+pub const MAX_FRAME: usize = 32 * 1024 * 1024;
+/// The largest blob a device may push as one log entry.
+pub const MAX_BLOB: usize = 1024 * 1024;
+/// The largest snapshot blob.
+pub const MAX_SNAPSHOT: usize = MAX_FRAME - 4096;
+/// The most entries one pull returns.
+pub const MAX_PULL: u32 = 1_000;
+/// The most key envelopes one request carries.
+pub const MAX_ENVELOPES: usize = 1_000;
+
+/// A device's role in a space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Created the space; can invite and remove.
+    Owner,
+    /// Can invite and remove.
+    Admin,
+    /// Can read and write.
+    Member,
+}
+
+impl Role {
+    /// Whether this role may invite and remove devices.
+    pub fn can_manage(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+
+    /// Stable text form.
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// Parses the text form.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// What a device asks of the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// First request of a connection: the versions the device speaks.
+    Hello {
+        /// Supported protocol versions.
+        versions: Vec<u16>,
+    },
+    /// Registers a new space (a practice) with a one-time setup token; the device becomes
+    /// its owner.
+    Register {
+        /// The setup token from the relay's setup code.
+        setup_token: Vec<u8>,
+        /// The new space.
+        space: SpaceId,
+        /// The device's X25519 public key, for key envelopes.
+        x25519: [u8; 32],
+    },
+    /// Registers another space owned by an already admitted device (a clinician's personal
+    /// space).
+    CreateSpace {
+        /// The new space.
+        space: SpaceId,
+        /// The device's X25519 public key.
+        x25519: [u8; 32],
+    },
+    /// Creates a single-use, expiring invite (owner or admin).
+    CreateInvite {
+        /// The space.
+        space: SpaceId,
+        /// The role the joiner gets (not owner).
+        role: Role,
+        /// Seconds until the invite expires.
+        ttl_secs: u64,
+    },
+    /// Joins a space with an invite token.
+    Join {
+        /// The space.
+        space: SpaceId,
+        /// The invite token.
+        token: Vec<u8>,
+        /// The device's X25519 public key.
+        x25519: [u8; 32],
+    },
+    /// Appends a sealed blob to a space's log; idempotent by `client_msg_id`.
+    Push {
+        /// The space.
+        space: SpaceId,
+        /// The key epoch the blob is sealed under.
+        epoch: u32,
+        /// Chosen by the device; a retry with the same id returns the same seq.
+        client_msg_id: [u8; 16],
+        /// The sealed blob.
+        blob: Vec<u8>,
+    },
+    /// Reads log entries after a cursor.
+    Pull {
+        /// The space.
+        space: SpaceId,
+        /// Entries with `seq > after`.
+        after: u64,
+        /// At most this many (capped at [`MAX_PULL`]).
+        limit: u32,
+    },
+    /// Asks to be told of new entries in these spaces; the stream stays open.
+    Subscribe {
+        /// The spaces.
+        spaces: Vec<SpaceId>,
+    },
+    /// Stores a sealed snapshot that covers the log up to `covers`.
+    PutSnapshot {
+        /// The space.
+        space: SpaceId,
+        /// Key epoch.
+        epoch: u32,
+        /// The last seq the snapshot includes.
+        covers: u64,
+        /// The sealed snapshot.
+        blob: Vec<u8>,
+    },
+    /// Fetches the newest snapshot.
+    GetSnapshot {
+        /// The space.
+        space: SpaceId,
+    },
+    /// Drops log entries up to `through`; only what a stored snapshot covers.
+    Prune {
+        /// The space.
+        space: SpaceId,
+        /// The last seq to drop.
+        through: u64,
+    },
+    /// Lists the devices of a space.
+    ListMembers {
+        /// The space.
+        space: SpaceId,
+    },
+    /// Removes a device from a space (owner or admin); its connections close at once.
+    RemoveDevice {
+        /// The space.
+        space: SpaceId,
+        /// The device to remove.
+        device: DeviceId,
+    },
+    /// Stores a new epoch's key, sealed to each remaining device.
+    PutKeyEnvelopes {
+        /// The space.
+        space: SpaceId,
+        /// The new epoch.
+        epoch: u32,
+        /// One sealed key per device.
+        envelopes: Vec<KeyEnvelope>,
+    },
+    /// Fetches the key envelopes addressed to this device from `since_epoch` on.
+    GetKeyEnvelopes {
+        /// The space.
+        space: SpaceId,
+        /// The first epoch wanted.
+        since_epoch: u32,
+    },
+}
+
+/// A key sealed to one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEnvelope {
+    /// The device that can open it.
+    pub device: DeviceId,
+    /// The sealed key (the relay cannot open it).
+    pub sealed: Vec<u8>,
+}
+
+/// One log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the space's log (1, 2, ...).
+    pub seq: u64,
+    /// Key epoch.
+    pub epoch: u32,
+    /// The device that pushed it.
+    pub sender: DeviceId,
+    /// The sealed blob.
+    pub blob: Vec<u8>,
+}
+
+/// A stored snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The last seq it includes.
+    pub covers: u64,
+    /// Key epoch.
+    pub epoch: u32,
+    /// The device that made it.
+    pub sender: DeviceId,
+    /// The sealed snapshot.
+    pub blob: Vec<u8>,
+}
+
+/// A device of a space as the relay knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Device id.
+    pub device: DeviceId,
+    /// Role.
+    pub role: Role,
+    /// X25519 public key, for sealing epoch keys to it.
+    pub x25519: [u8; 32],
+    /// When it joined (Unix seconds).
+    pub joined_at: i64,
+    /// When it was removed, if it was.
+    pub removed_at: Option<i64>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// No common protocol version.
+    UnsupportedVersion,
+    /// The request was malformed or is not allowed at this point (e.g. before Hello).
+    BadRequest,
+    /// The device is not a member of the space (or was removed).
+    NotMember,
+    /// The device's role does not allow this.
+    Forbidden,
+    /// The setup or invite token is unknown.
+    InvalidToken,
+    /// The invite has expired.
+    Expired,
+    /// The setup code or invite was already used.
+    AlreadyUsed,
+    /// The space does not exist.
+    UnknownSpace,
+    /// The space already exists.
+    SpaceExists,
+    /// A blob or frame is over the limit.
+    TooLarge,
+    /// Too many requests; retry later.
+    RateLimited,
+    /// The entries asked for were pruned; start from the snapshot.
+    Pruned,
+    /// The relay failed; retry later.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The QUIC application error code a stream or connection is closed with.
+    pub fn quic_code(self) -> u32 {
+        match self {
+            ErrorCode::UnsupportedVersion => 1,
+            ErrorCode::BadRequest => 2,
+            ErrorCode::NotMember => 3,
+            ErrorCode::Forbidden => 4,
+            ErrorCode::InvalidToken => 5,
+            ErrorCode::Expired => 6,
+            ErrorCode::AlreadyUsed => 7,
+            ErrorCode::UnknownSpace => 8,
+            ErrorCode::SpaceExists => 9,
+            ErrorCode::TooLarge => 10,
+            ErrorCode::RateLimited => 11,
+            ErrorCode::Pruned => 12,
+            ErrorCode::Internal => 13,
+        }
+    }
+}
+
+/// Connection close code: the device was removed from a space.
+pub const CLOSE_REMOVED: u32 = 100;
+/// Connection close code: the relay is shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 101;
+/// Connection close code: too many connections.
+pub const CLOSE_BUSY: u32 = 102;
+
+/// What the relay answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The version both sides will speak.
+    Hello {
+        /// Chosen version.
+        version: u16,
+    },
+    /// Done.
+    Ok,
+    /// Registered or joined, with this role.
+    Admitted {
+        /// The device's role.
+        role: Role,
+    },
+    /// A new invite.
+    Invite {
+        /// The token to hand to the joiner.
+        token: Vec<u8>,
+        /// Unix seconds.
+        expires_at: i64,
+    },
+    /// The entry's place in the log.
+    Pushed {
+        /// Its seq.
+        seq: u64,
+        /// True if this client message id was already stored.
+        duplicate: bool,
+    },
+    /// Log entries.
+    Entries {
+        /// In seq order.
+        entries: Vec<Entry>,
+        /// More entries follow.
+        more: bool,
+        /// The newest seq of the space.
+        head: u64,
+    },
+    /// A subscription is live; [`Response::Notice`] frames follow on the same stream.
+    Subscribed,
+    /// A new entry exists.
+    Notice {
+        /// The space.
+        space: SpaceId,
+        /// Its newest seq.
+        seq: u64,
+    },
+    /// The newest snapshot, if any.
+    Snapshot(Option<Snapshot>),
+    /// The space's devices.
+    Members(Vec<MemberInfo>),
+    /// Key envelopes addressed to the asking device: `(epoch, sealed key)`.
+    KeyEnvelopes(Vec<(u32, Vec<u8>)>),
+    /// The request was refused.
+    Error {
+        /// Why.
+        code: ErrorCode,
+        /// In words.
+        message: String,
+    },
+}
+
+/// Framing and decoding failures.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The peer announced a frame over the cap.
+    #[error("frame of {0} bytes is over the limit of {1}")]
+    TooLarge(usize, usize),
+    /// The bytes are not a valid frame.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The stream ended or failed.
+    #[error("stream error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Encodes a frame (length prefix and body).
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    let body = postcard::to_allocvec(value).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(body.len(), MAX_FRAME));
+    }
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge(body.len(), MAX_FRAME))?;
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes a frame body (without its length prefix). Untrusted input: never panics.
+pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
+    postcard::from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Reads one frame, refusing one longer than `max` before allocating; `Ok(None)` at a
+/// clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin, T: for<'a> Deserialize<'a>>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<T>, FrameError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge(len, max));
+    }
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).await?;
+    decode(&body).map(Some)
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    writer: &mut W,
+    value: &T,
+) -> Result<(), FrameError> {
+    let bytes = encode(value)?;
+    writer.write_all(&bytes).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let requests = vec![
+            Request::Hello { versions: vec![1] },
+            Request::Push {
+                space: SpaceId([1; 16]),
+                epoch: 2,
+                client_msg_id: [3; 16],
+                blob: vec![9; 100],
+            },
+            Request::RemoveDevice {
+                space: SpaceId([1; 16]),
+                device: DeviceId([2; 16]),
+            },
+        ];
+        for request in requests {
+            let bytes = encode(&request).unwrap();
+            let mut reader = &bytes[..];
+            let back: Request = block_on(read_frame(&mut reader, MAX_FRAME))
+                .unwrap()
+                .unwrap();
+            assert_eq!(back, request);
+        }
+    }
+
+    #[test]
+    fn oversized_and_truncated_frames_are_errors() {
+        let mut big = (u32::MAX).to_be_bytes().to_vec();
+        big.extend_from_slice(&[0; 8]);
+        let mut reader = &big[..];
+        let err = block_on(read_frame::<_, Request>(&mut reader, MAX_FRAME)).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge(..)), "{err}");
+        let mut truncated = &[0u8, 0, 0, 10, 1, 2][..];
+        assert!(block_on(read_frame::<_, Request>(&mut truncated, MAX_FRAME)).is_err());
+        let mut empty = &[][..];
+        assert!(
+            block_on(read_frame::<_, Request>(&mut empty, MAX_FRAME))
+                .unwrap()
+                .is_none()
+        );
+        let mut garbage = &[0u8, 0, 0, 3, 0xff, 0xff, 0xff][..];
+        assert!(matches!(
+            block_on(read_frame::<_, Request>(&mut garbage, MAX_FRAME)),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Response>(&bytes);
+        }
+    }
+}
