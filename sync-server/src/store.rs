@@ -224,9 +224,14 @@ pub enum Written {
     Pruned(u64),
 }
 
+enum Reply {
+    Async(oneshot::Sender<Outcome<Written>>),
+    Blocking(mpsc::Sender<Outcome<Written>>),
+}
+
 struct Job {
     write: Write,
-    reply: oneshot::Sender<Outcome<Written>>,
+    reply: Reply,
 }
 
 /// The relay's database.
@@ -281,16 +286,10 @@ impl Store {
     /// Runs a write; resolves after it is durable.
     pub async fn write(&self, write: Write) -> Outcome<Written> {
         let (reply, answer) = oneshot::channel();
-        let sender = self.writer.lock().ok().and_then(|w| w.clone());
-        let Some(sender) = sender else {
-            return Err(Refusal::new(
-                ErrorCode::Internal,
-                "the relay is shutting down",
-            ));
-        };
-        sender
-            .send(Job { write, reply })
-            .map_err(|_| Refusal::new(ErrorCode::Internal, "the relay is shutting down"))?;
+        self.submit(Job {
+            write,
+            reply: Reply::Async(reply),
+        })?;
         answer.await.unwrap_or_else(|_| {
             Err(Refusal::new(
                 ErrorCode::Internal,
@@ -299,12 +298,32 @@ impl Store {
         })
     }
 
-    /// Runs a write from synchronous code (the CLI).
+    /// Runs a write from synchronous code (the CLI); blocks until it is durable.
     pub fn write_blocking(&self, write: Write) -> Outcome<Written> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| Refusal::new(ErrorCode::Internal, e.to_string()))?;
-        runtime.block_on(self.write(write))
+        let (reply, answer) = mpsc::channel();
+        self.submit(Job {
+            write,
+            reply: Reply::Blocking(reply),
+        })?;
+        answer.recv().unwrap_or_else(|_| {
+            Err(Refusal::new(
+                ErrorCode::Internal,
+                "the relay's writer stopped",
+            ))
+        })
+    }
+
+    fn submit(&self, job: Job) -> Outcome<()> {
+        let sender = self.writer.lock().ok().and_then(|w| w.clone());
+        let Some(sender) = sender else {
+            return Err(Refusal::new(
+                ErrorCode::Internal,
+                "the relay is shutting down",
+            ));
+        };
+        sender
+            .send(job)
+            .map_err(|_| Refusal::new(ErrorCode::Internal, "the relay is shutting down"))
     }
 
     /// Runs a read on one of the read connections.
@@ -386,7 +405,7 @@ impl Store {
     pub fn members(&self, space: SpaceId) -> Outcome<Vec<MemberInfo>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT device, role, x25519, joined_at, removed_at FROM memberships WHERE space = ?1 ORDER BY joined_at, device",
+                "SELECT device, role, x25519, joined_at, removed_at FROM memberships WHERE space = ?1 ORDER BY joined_at, rowid",
             )?;
             let rows = stmt.query_map([&space.0[..]], |r| {
                 let x: Vec<u8> = r.get(2)?;
@@ -492,7 +511,14 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
         }
         let results = commit_group(&mut conn, &group);
         for (job, result) in group.into_iter().zip(results) {
-            let _ = job.reply.send(result);
+            match job.reply {
+                Reply::Async(reply) => {
+                    let _ = reply.send(result);
+                }
+                Reply::Blocking(reply) => {
+                    let _ = reply.send(result);
+                }
+            }
         }
     }
 }

@@ -229,3 +229,24 @@ pub fn peer_device(connection: &quinn::Connection) -> Option<DeviceId> {
     let key = ed25519_public_key(certs.first()?)?;
     Some(DeviceId::from_public_key(&key))
 }
+
+/// A client configuration that presents no certificate: what an unknown party looks like.
+/// For diagnostics and the relay's own tests.
+#[doc(hidden)]
+pub fn anonymous_client_config(
+    relay_fingerprint: [u8; 32],
+) -> Result<quinn::ClientConfig, TlsError> {
+    let provider = provider();
+    let verifier = PinnedRelay {
+        fingerprint: relay_fingerprint,
+        algs: provider.signature_verification_algorithms,
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls).map_err(|_| TlsError::NoInitialCipherSuite)?;
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+}
