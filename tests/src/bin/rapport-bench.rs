@@ -1,7 +1,9 @@
 //! `rapport-bench`: prints benchmark figures as a table and writes them as JSON under
 //! `target/bench/`. Figures are measured, never asserted; targets are compared in print.
 //!
-//! Usage: rapport-bench store|insights
+//! Usage: rapport-bench store|insights|relay
+
+mod relay_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,11 +21,16 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("store") => store(),
         Some("insights") => insights(),
+        Some("relay") => relay_bench::run(),
+        // Internal: a relay in its own process, so its memory is measured alone.
+        Some("serve-relay") => relay_bench::serve(Path::new(
+            args.get(1).context("serve-relay needs a data directory")?,
+        )),
         // Internal: one cold open in a fresh process; prints milliseconds.
         Some("cold-open") => cold_open(Path::new(
             args.get(1).context("cold-open needs a home directory")?,
         )),
-        _ => bail!("usage: rapport-bench store|insights"),
+        _ => bail!("usage: rapport-bench store|insights|relay"),
     }
 }
 

@@ -1,0 +1,253 @@
+//! `rapport-bench relay`: push throughput from 100 concurrent devices, pull latency, and
+//! the relay's memory while holding 1,000 idle connections. The relay runs in its own
+//! process (this binary in `serve-relay` mode) on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rapport_relay::data::DataDir;
+use rapport_relay::server::{Config, Relay};
+use rapport_wire::SpaceId;
+use rapport_wire::client::RelayClient;
+use rapport_wire::frames::{Request, Response, Role};
+use rapport_wire::identity::Identity;
+use serde_json::json;
+
+const DEVICES: usize = 100;
+const PUSHES_PER_DEVICE: usize = 50;
+const IDLE_CONNECTIONS: usize = 1_000;
+
+/// Runs the relay of `dir` on a free loopback port and prints its address.
+pub fn serve(dir: &Path) -> Result<()> {
+    let data = DataDir::open(dir)?;
+    let store = data.store()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let config = Config {
+            listen: "127.0.0.1:0".parse()?,
+            rate_per_sec: 10_000.0,
+            burst: 10_000.0,
+            ..Config::default()
+        };
+        let relay = Relay::bind(store, &data.identity, config)?;
+        println!("{}", relay.local_addr()?);
+        // Serve until stdin closes (the bench ends).
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            while std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
+        });
+        relay
+            .run(async {
+                let _ = stdin_closed.await;
+            })
+            .await;
+        anyhow::Ok(())
+    })
+}
+
+fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kb / 1024.0)
+}
+
+struct RelayProcess {
+    child: Child,
+    addr: SocketAddr,
+    fingerprint: [u8; 32],
+    setup_token: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+fn start_relay() -> Result<RelayProcess> {
+    let dir = tempfile::tempdir()?;
+    let data = DataDir::init(dir.path(), "127.0.0.1:0")?;
+    let store = data.store()?;
+    let setup_token = data.new_setup_code(&store)?.token;
+    store.close();
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("serve-relay")
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .parse()
+        .context("the relay did not print its address")?;
+    Ok(RelayProcess {
+        child,
+        addr,
+        fingerprint: data.identity.fingerprint(),
+        setup_token,
+        _dir: dir,
+    })
+}
+
+/// Runs the benchmark.
+pub fn run() -> Result<()> {
+    let mut relay = start_relay()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let figures = runtime.block_on(measure(&relay));
+    drop(relay.child.stdin.take());
+    let _ = relay.child.wait();
+    let (pushes_per_sec, pull_p50_ms, idle_connections, rss_mb, baseline_rss_mb) = figures?;
+    println!("\n{:<24} {:>12}  target", "figure", "value");
+    println!(
+        "{:<24} {:>12.0}  ≥ 2,000 (1 KiB blobs, {DEVICES} concurrent devices)",
+        "pushes_per_sec", pushes_per_sec
+    );
+    println!("{:<24} {:>12.3}", "pull_p50_ms", pull_p50_ms);
+    println!("{:<24} {:>12}", "idle_connections", idle_connections);
+    println!(
+        "{:<24} {:>12.1}  ≤ 200 MB with 1,000 idle connections",
+        "rss_mb", rss_mb
+    );
+    println!(
+        "{:<24} {:>12.1}  (the relay before any connection)",
+        "baseline_rss_mb", baseline_rss_mb
+    );
+    let out = super::bench_dir();
+    std::fs::create_dir_all(&out)?;
+    let figures = json!({
+        "pushes_per_sec": pushes_per_sec,
+        "pull_p50_ms": pull_p50_ms,
+        "idle_connections": idle_connections,
+        "rss_mb": rss_mb,
+        "baseline_rss_mb": baseline_rss_mb,
+    });
+    std::fs::write(
+        out.join("relay.json"),
+        serde_json::to_string_pretty(&figures)?,
+    )?;
+    println!("\nwrote {}", out.join("relay.json").display());
+    Ok(())
+}
+
+async fn measure(relay: &RelayProcess) -> Result<(f64, f64, usize, f64, f64)> {
+    let pid = relay.child.id();
+    let baseline_rss_mb = rss_mb(pid)?;
+    let owner_id = Identity::generate("owner")?;
+    let owner = RelayClient::connect(relay.addr, &owner_id, relay.fingerprint).await?;
+    let space = SpaceId::random();
+    owner
+        .request(&Request::Register {
+            setup_token: relay.setup_token.clone(),
+            space,
+            x25519: [0; 32],
+        })
+        .await?;
+
+    // 100 devices join the space.
+    let mut devices = Vec::with_capacity(DEVICES);
+    for _ in 0..DEVICES {
+        let Response::Invite { token, .. } = owner
+            .request(&Request::CreateInvite {
+                space,
+                role: Role::Member,
+                ttl_secs: 3600,
+            })
+            .await?
+        else {
+            bail!("no invite");
+        };
+        let identity = Identity::generate("device")?;
+        let client = RelayClient::connect(relay.addr, &identity, relay.fingerprint).await?;
+        client
+            .request(&Request::Join {
+                space,
+                token,
+                x25519: [0; 32],
+            })
+            .await?;
+        devices.push(Arc::new(client));
+    }
+
+    // Pushes: every device pushes 1 KiB blobs as fast as acknowledgements come back.
+    let blob = vec![0x5a; 1024];
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (d, client) in devices.iter().enumerate() {
+        let client = client.clone();
+        let blob = blob.clone();
+        tasks.spawn(async move {
+            for i in 0..PUSHES_PER_DEVICE {
+                let mut id = [0u8; 16];
+                id[..8].copy_from_slice(&(d as u64).to_be_bytes());
+                id[8..].copy_from_slice(&(i as u64).to_be_bytes());
+                client
+                    .request(&Request::Push {
+                        space,
+                        epoch: 1,
+                        client_msg_id: id,
+                        blob: blob.clone(),
+                    })
+                    .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let pushes_per_sec = (DEVICES * PUSHES_PER_DEVICE) as f64 / started.elapsed().as_secs_f64();
+
+    // Pulls of 100 entries from spread-out cursors.
+    let total = (DEVICES * PUSHES_PER_DEVICE) as u64;
+    let mut pulls = Vec::new();
+    for i in 0..200u64 {
+        let after = (i * 7_919) % (total - 100);
+        let start = Instant::now();
+        let response = devices[0]
+            .request(&Request::Pull {
+                space,
+                after,
+                limit: 100,
+            })
+            .await?;
+        pulls.push(start.elapsed().as_secs_f64() * 1_000.0);
+        if !matches!(response, Response::Entries { ref entries, .. } if entries.len() == 100) {
+            bail!("a pull returned the wrong entries");
+        }
+    }
+    let pull_p50_ms = super::percentile(&mut pulls, 0.5);
+    drop(devices);
+
+    // 1,000 idle connections from one client endpoint, each a distinct device.
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
+    for _ in 0..IDLE_CONNECTIONS {
+        let identity = Identity::generate("idle")?;
+        let config = rapport_wire::tls::client_config(&identity, relay.fingerprint)?;
+        let connection = endpoint
+            .connect_with(config, relay.addr, "rapport-relay")?
+            .await?;
+        idle.push(connection);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let open = idle.iter().filter(|c| c.close_reason().is_none()).count();
+    let rss = rss_mb(pid)?;
+    for connection in &idle {
+        connection.close(0u32.into(), b"done");
+    }
+    endpoint.wait_idle().await;
+    Ok((pushes_per_sec, pull_p50_ms, open, rss, baseline_rss_mb))
+}
