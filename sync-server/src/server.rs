@@ -265,12 +265,16 @@ async fn stream_task(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let request = match tokio::time::timeout(
+    // Reading a request is not yet a request in flight: shutdown does not wait for it.
+    let read = tokio::time::timeout(
         state.config.request_timeout,
         read_frame::<_, Request>(&mut recv, MAX_FRAME),
-    )
-    .await
-    {
+    );
+    let read = tokio::select! {
+        read = read => read,
+        _ = state.shutdown.cancelled() => return,
+    };
+    let request = match read {
         Ok(Ok(Some(request))) => request,
         Ok(Ok(None)) => return,
         Ok(Err(FrameError::TooLarge(len, max))) => {

@@ -149,3 +149,46 @@ async fn an_acknowledged_push_survives_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let data = DataDir::init(dir, "127.0.0.1:1").unwrap();
+    let fingerprint = data.identity.fingerprint();
+    data.store().unwrap().close();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut child = serve(dir, addr);
+    let identity = Identity::generate("device").unwrap();
+    let client = connect(addr, &identity, fingerprint).await;
+    let connection = client.connection().clone();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reason = tokio::time::timeout(Duration::from_secs(15), connection.closed())
+        .await
+        .unwrap();
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                rapport_wire::frames::CLOSE_SHUTDOWN.into()
+            )
+        }
+        other => panic!("closed for another reason: {other}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "a graceful shutdown exits 0: {exit:?}");
+}

@@ -876,3 +876,24 @@ async fn shutdown_closes_connections_gracefully() {
     );
     let _ = DeviceId([0; 16]);
 }
+
+#[tokio::test]
+async fn a_stalled_client_does_not_hold_up_others() {
+    let relay = TestRelay::start(loopback_config()).await;
+    let (space, owner) = practice(&relay).await;
+    let member = join(&relay, space, &owner, Role::Member).await;
+    // The owner starts a frame and never finishes it.
+    let (mut stalled, _recv) = owner.client.connection().open_bi().await.unwrap();
+    stalled.write_all(&[0, 0, 1, 0, 1, 2, 3]).await.unwrap();
+    // Everyone else, the stalled connection included, is served promptly.
+    let started = std::time::Instant::now();
+    for i in 0..20u8 {
+        push(&member, space, i, b"x").await.unwrap();
+    }
+    push(&owner, space, 99, b"y").await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "requests waited on the stalled stream"
+    );
+    relay.stop().await;
+}
