@@ -14,6 +14,7 @@ pub mod insights;
 pub mod model;
 pub mod privacy;
 pub mod store;
+pub mod sync;
 pub mod validate;
 pub mod vocab;
 
