@@ -95,6 +95,9 @@ pub enum Error {
         /// What is missing.
         reason: String,
     },
+    /// Syncing with the relay failed; what to do is in the message.
+    #[error("sync: {0}")]
+    Sync(String),
     /// SQLite failed.
     #[error("storage error: {0}")]
     Storage(#[from] rusqlite::Error),

@@ -22,5 +22,5 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use doc::SpaceKind;
 pub use error::{Error, Result};
 pub use events::{ChangeEvent, ChangeListener, ChangedEntity, Origin, Subscription};
-pub use home::{Batch, Home, HomeOptions, MergeOutcome};
+pub use home::{Batch, Home, HomeOptions, MergeOutcome, RelayInfo, SyncPosition};
 pub use validate::Day;

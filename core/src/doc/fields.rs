@@ -122,8 +122,8 @@ pub fn put_text<T: Transactable + ReadDoc>(
     };
     let text = match existing {
         Some(id) => id,
-        // An absent text reads as empty: don't spend ops creating an empty one.
-        None if value.is_empty() => return Ok(()),
+        // Created even when empty: two devices must never create the same container
+        // concurrently, or one side's edits are lost in the merge.
         None => tx.put_object(obj, key, ObjType::Text)?,
     };
     tx.update_text(&text, value)?;
@@ -140,8 +140,7 @@ pub fn put_set<T: Transactable + ReadDoc>(
 ) -> Result<()> {
     let set = match get_map(tx, obj, key) {
         Some(set) => set,
-        // An absent set reads as empty.
-        None if values.is_empty() => return Ok(()),
+        // Created even when empty, for the same reason as texts.
         None => tx.put_object(obj, key, ObjType::Map)?,
     };
     let present: Vec<String> = tx.keys(&set).collect();

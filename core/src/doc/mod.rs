@@ -141,6 +141,9 @@ pub fn new_id() -> String {
 /// The Automerge actor of a device in a space: the device id's bytes, so the history says
 /// which device wrote each change.
 pub fn actor_for(device_id: &str) -> ActorId {
+    if let Some(id) = rapport_wire::DeviceId::parse(device_id) {
+        return ActorId::from(id.0.as_slice());
+    }
     match uuid::Uuid::parse_str(device_id) {
         Ok(u) => ActorId::from(u.as_bytes().as_slice()),
         Err(_) => ActorId::from(device_id.as_bytes()),

@@ -10,6 +10,7 @@ mod batch;
 mod insights;
 mod partner_edit;
 mod read;
+mod sync_state;
 mod write;
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::store::{self, chunks, queries, read_model};
 use crate::validate::Day;
 
 pub use batch::Batch;
+pub use sync_state::{RelayInfo, SyncPosition};
 pub use write::MergeOutcome;
 
 /// How to open a home.
@@ -378,11 +380,33 @@ impl Writer {
                 other => other,
             })
         };
-        if get("device_id")?.is_none() {
-            self.conn.execute(
-                "INSERT INTO home (key, value) VALUES ('device_id', ?1)",
-                [doc::new_id()],
+        if get("device_key")?.is_none() {
+            // The device's identity: an Ed25519 key (TLS client certificate and blob
+            // signatures) and an X25519 key (epoch keys are wrapped to it). Its id is
+            // the one the key gives, so the relay and every peer agree on it.
+            let identity = rapport_wire::identity::Identity::generate("rapport-device")
+                .map_err(|e| Error::Conflict(format!("cannot create the device key: {e}")))?;
+            let box_key = crate::sync::crypto::BoxKey::generate();
+            let b64 = |bytes: &[u8]| {
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+            };
+            let tx =
+                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            for (key, value) in [
+                ("device_key", b64(identity.key_pkcs8())),
+                ("device_cert", b64(identity.cert_der())),
+                ("box_key", b64(box_key.secret_bytes().as_slice())),
+            ] {
+                tx.execute(
+                    "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
+                    [key, value.as_str()],
+                )?;
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO home (key, value) VALUES ('device_id', ?1)",
+                [identity.device_id().to_string()],
             )?;
+            tx.commit()?;
         }
         let device_id = get("device_id")?.unwrap_or_default();
         self.ids = match (get("member_id")?, get("practice_id")?, get("personal_id")?) {

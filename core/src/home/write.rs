@@ -198,6 +198,23 @@ impl Home {
     /// snapshot). Duplicates and out-of-order delivery are harmless; corrupt bytes are an
     /// error and change nothing that is stored.
     pub fn merge(&self, kind: SpaceKind, bytes: &[u8]) -> Result<MergeOutcome> {
+        self.merge_inner(kind, bytes, false)
+    }
+
+    /// Merges bytes pulled from the relay. If nothing local was waiting to be pushed, the
+    /// relay now has everything this document has, so the acknowledged heads advance with
+    /// the merge; checked under the writer lock, so a local edit racing the merge is never
+    /// taken for pushed.
+    pub fn merge_from_relay(&self, kind: SpaceKind, bytes: &[u8]) -> Result<MergeOutcome> {
+        self.merge_inner(kind, bytes, true)
+    }
+
+    fn merge_inner(
+        &self,
+        kind: SpaceKind,
+        bytes: &[u8],
+        advance_ack: bool,
+    ) -> Result<MergeOutcome> {
         let (outcome, event) = {
             let mut writer = self.lock_writer();
             let super::Writer { conn, spaces, .. } = &mut *writer;
@@ -227,6 +244,22 @@ impl Home {
                     .collect()
             };
             persist(conn, space, &refs)?;
+            if advance_ack {
+                let acked: Option<Vec<u8>> = conn
+                    .query_row(
+                        "SELECT acked_heads FROM sync_state WHERE space_id = ?1",
+                        [&space.id],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                let nothing_unpushed = acked.is_some_and(|a| a == chunks::encode_heads(&before));
+                if nothing_unpushed {
+                    conn.execute(
+                        "UPDATE sync_state SET acked_heads = ?2 WHERE space_id = ?1",
+                        rusqlite::params![space.id, chunks::encode_heads(&after)],
+                    )?;
+                }
+            }
             super::maybe_compact(conn, space);
             (
                 MergeOutcome {

@@ -155,6 +155,20 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX touchpoints_by_partner;
     CREATE INDEX touchpoints_by_partner ON touchpoints(partner_id, archived, at);
     "#,
+    // 4: the relay this home syncs through and each space's keys by epoch (secret).
+    r#"
+    CREATE TABLE relay (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        addr TEXT NOT NULL,
+        fingerprint BLOB NOT NULL
+    );
+    CREATE TABLE space_keys (
+        space_id TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        key BLOB NOT NULL,
+        PRIMARY KEY (space_id, epoch)
+    );
+    "#,
 ];
 
 /// The store version this build creates and understands.

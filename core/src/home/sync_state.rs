@@ -1,0 +1,181 @@
+//! What sync keeps in the home: the device's keys, the relay, each space's keys by epoch,
+//! its relay cursor and the heads the relay acknowledged.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rusqlite::{OptionalExtension, params};
+
+use super::Home;
+use crate::doc::SpaceKind;
+use crate::error::{Error, Result};
+use crate::store::{chunks, queries};
+use crate::sync::crypto::{BoxKey, SpaceKey};
+
+/// The relay a home syncs through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayInfo {
+    /// `host:port` to dial.
+    pub addr: String,
+    /// SHA-256 of its certificate.
+    pub fingerprint: [u8; 32],
+}
+
+/// Where a space stands with the relay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncPosition {
+    /// Entries up to this seq have been merged.
+    pub cursor: u64,
+    /// Document heads the relay has acknowledged.
+    pub acked_heads: Vec<automerge::ChangeHash>,
+}
+
+fn secret(home: &Home, key: &str) -> Result<Vec<u8>> {
+    let value = queries::home_value(&home.lock_reader(), key)?
+        .ok_or_else(|| Error::Conflict(format!("the home has no {key}")))?;
+    STANDARD
+        .decode(value)
+        .map_err(|_| Error::Conflict(format!("the home's {key} is damaged")))
+}
+
+impl Home {
+    /// The device's Ed25519 identity (TLS certificate and signing key).
+    pub fn device_identity(&self) -> Result<rapport_wire::identity::Identity> {
+        rapport_wire::identity::Identity::from_parts(
+            secret(self, "device_key")?,
+            secret(self, "device_cert")?,
+        )
+        .map_err(|e| Error::Conflict(format!("the device key is damaged: {e}")))
+    }
+
+    /// The device's X25519 key for receiving epoch keys.
+    pub fn box_key(&self) -> Result<BoxKey> {
+        let bytes: [u8; 32] = secret(self, "box_key")?
+            .try_into()
+            .map_err(|_| Error::Conflict("the home's box key is damaged".into()))?;
+        Ok(BoxKey::from_bytes(bytes))
+    }
+
+    /// The id of a space of this home.
+    pub fn space_id(&self, kind: SpaceKind) -> Result<String> {
+        let writer = self.lock_writer();
+        chunks::spaces(&writer.conn)?
+            .into_iter()
+            .find(|s| s.kind == kind)
+            .map(|s| s.id)
+            .ok_or(Error::NoPractice)
+    }
+
+    /// The relay this home syncs through, if connected.
+    pub fn relay(&self) -> Result<Option<RelayInfo>> {
+        let conn = self.lock_reader();
+        let row: Option<(String, Vec<u8>)> = conn
+            .query_row(
+                "SELECT addr, fingerprint FROM relay WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.and_then(|(addr, fp)| {
+            fp.try_into()
+                .ok()
+                .map(|fingerprint| RelayInfo { addr, fingerprint })
+        }))
+    }
+
+    /// Records the relay.
+    pub fn set_relay(&self, relay: &RelayInfo) -> Result<()> {
+        let writer = self.lock_writer();
+        writer.conn.execute(
+            "INSERT OR REPLACE INTO relay (id, addr, fingerprint) VALUES (1, ?1, ?2)",
+            params![relay.addr, &relay.fingerprint[..]],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a space key.
+    pub fn add_space_key(&self, kind: SpaceKind, key: &SpaceKey) -> Result<()> {
+        let space = self.space_id(kind)?;
+        let writer = self.lock_writer();
+        writer.conn.execute(
+            "INSERT OR REPLACE INTO space_keys (space_id, epoch, key) VALUES (?1, ?2, ?3)",
+            params![space, key.epoch, &key.bytes()[..]],
+        )?;
+        Ok(())
+    }
+
+    /// A space's key for one epoch.
+    pub fn space_key(&self, kind: SpaceKind, epoch: u32) -> Result<Option<SpaceKey>> {
+        let space = self.space_id(kind)?;
+        let conn = self.lock_reader();
+        let bytes: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT key FROM space_keys WHERE space_id = ?1 AND epoch = ?2",
+                params![space, epoch],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(bytes
+            .and_then(|b| b.try_into().ok())
+            .map(|k| SpaceKey::from_bytes(epoch, k)))
+    }
+
+    /// A space's newest key.
+    pub fn current_space_key(&self, kind: SpaceKind) -> Result<Option<SpaceKey>> {
+        let space = self.space_id(kind)?;
+        let epoch: Option<u32> = self
+            .lock_reader()
+            .query_row(
+                "SELECT max(epoch) FROM space_keys WHERE space_id = ?1",
+                [space],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        match epoch {
+            Some(epoch) => self.space_key(kind, epoch),
+            None => Ok(None),
+        }
+    }
+
+    /// Where a space stands with the relay.
+    pub fn sync_position(&self, kind: SpaceKind) -> Result<SyncPosition> {
+        let space = self.space_id(kind)?;
+        let conn = self.lock_reader();
+        let row: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT relay_cursor, acked_heads FROM sync_state WHERE space_id = ?1",
+                [space],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row
+            .map(|(cursor, heads)| SyncPosition {
+                cursor: u64::try_from(cursor).unwrap_or(0),
+                acked_heads: chunks::decode_heads(&heads),
+            })
+            .unwrap_or_default())
+    }
+
+    /// Records the relay cursor after merging entries up to it.
+    pub fn set_sync_cursor(&self, kind: SpaceKind, cursor: u64) -> Result<()> {
+        let space = self.space_id(kind)?;
+        let now = self.clock.now_ms();
+        self.lock_writer().conn.execute(
+            "INSERT INTO sync_state (space_id, relay_cursor, last_sync_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (space_id) DO UPDATE SET relay_cursor = max(relay_cursor, excluded.relay_cursor), last_sync_at = excluded.last_sync_at",
+            params![space, cursor as i64, now],
+        )?;
+        Ok(())
+    }
+
+    /// Records heads the relay acknowledged.
+    pub fn set_acked_heads(&self, kind: SpaceKind, heads: &[automerge::ChangeHash]) -> Result<()> {
+        let space = self.space_id(kind)?;
+        self.lock_writer().conn.execute(
+            "INSERT INTO sync_state (space_id, acked_heads) VALUES (?1, ?2)
+             ON CONFLICT (space_id) DO UPDATE SET acked_heads = excluded.acked_heads",
+            params![space, chunks::encode_heads(heads)],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,346 @@
+//! End-to-end encrypted sync through a real relay on loopback with several device homes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter};
+use rapport_core::sync::client::{self, SyncReport};
+use rapport_core::sync::crypto::{self, SpaceKey};
+use rapport_core::vocab::{Direction, PartnerKind, TouchpointKind, TouchpointOutcome};
+use rapport_core::{Home, SpaceKind};
+use rapport_relay::data::DataDir;
+use rapport_relay::server::{Config, Relay};
+use rapport_wire::SpaceId;
+use rapport_wire::client::RelayClient;
+use rapport_wire::frames::{Request, Response, Role};
+use rapport_wire::identity::Identity;
+
+struct Running {
+    setup_code: Box<dyn Fn() -> String + Send + Sync>,
+    dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn relay() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::init(dir.path(), "127.0.0.1:1").unwrap();
+    let store = data.store().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let relay = Relay::bind(store.clone(), &data.identity, config).unwrap();
+    let addr = relay.local_addr().unwrap();
+    data.set_public_addr(&addr.to_string()).unwrap();
+    let data = Arc::new(data);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    let codes = data.clone();
+    Running {
+        setup_code: Box::new(move || codes.new_setup_code(&store).unwrap().encode()),
+        dir,
+        stop,
+        task,
+    }
+}
+
+fn home(dir: &Path) -> Home {
+    Home::open(dir).unwrap()
+}
+
+fn partner(name: &str) -> NewPartner {
+    NewPartner {
+        kind: Some(PartnerKind::Therapist),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+async fn sync(home: &Home) -> SyncReport {
+    client::sync_now(home).await.unwrap()
+}
+
+fn dump(home: &Home) -> Vec<String> {
+    home.read_model_dump()
+        .unwrap()
+        .into_iter()
+        .filter(|l| !l.starts_with("notes:"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_devices_converge_through_a_blind_relay() {
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = home(dirs[0].path());
+    a.create_practice("Riverside Counseling", "Ana Ruiz")
+        .unwrap();
+    let shared = a
+        .add_partner(NewPartner {
+            ideal_client: "Adults with anxiety".into(),
+            ..partner("Dr. Secret Partner")
+        })
+        .unwrap();
+    client::connect_practice(&a, &(relay.setup_code)())
+        .await
+        .unwrap();
+
+    let b = home(dirs[1].path());
+    let c = home(dirs[2].path());
+    for (joiner, name) in [(&b, "Ben Okafor"), (&c, "Cara Lin")] {
+        let invite = client::create_invite(&a, Role::Member, 3600).await.unwrap();
+        assert!(invite.starts_with("RAPPORT-INVITE-"));
+        client::join(joiner, &invite, name).await.unwrap();
+        assert_eq!(
+            joiner.partner(&shared.id).unwrap().name,
+            "Dr. Secret Partner",
+            "bootstrapped from the relay"
+        );
+    }
+    sync(&a).await;
+    assert_eq!(a.members().unwrap().len(), 3);
+
+    // Everyone works offline at once, on the same partner too.
+    a.edit_partner(
+        &shared.id,
+        PartnerEdit {
+            city: Some("Portland".into()),
+            specialties: Some(vec!["anxiety".into()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    b.edit_partner(
+        &shared.id,
+        PartnerEdit {
+            ideal_client: Some("Adults with anxiety and insomnia".into()),
+            specialties: Some(vec!["sleep".into()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    c.edit_partner(
+        &shared.id,
+        PartnerEdit {
+            ideal_client: Some("Young adults with anxiety".into()),
+            region: Some("OR".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for (h, name) in [(&a, "Ana's Find"), (&b, "Ben's Find"), (&c, "Cara's Find")] {
+        let p = h.add_partner(partner(name)).unwrap();
+        h.log_touchpoint(NewTouchpoint {
+            partner_id: p.id.clone(),
+            kind: TouchpointKind::Email,
+            at: None,
+            outcome: Some(TouchpointOutcome::NoResponse),
+            note: format!("Confidential outreach note by {name}"),
+            allow_contact_details: false,
+            member_id: None,
+        })
+        .unwrap();
+        h.record_referral(NewReferral {
+            partner_id: shared.id.clone(),
+            direction: Direction::In,
+            at: None,
+            concerns: vec!["anxiety".into()],
+            age_band: None,
+            payer_category: None,
+            modality: None,
+            status: None,
+            member_id: None,
+        })
+        .unwrap();
+    }
+    a.add_note(&shared.id, "Private: Lee seems overloaded this spring")
+        .unwrap();
+
+    for _ in 0..2 {
+        for h in [&a, &b, &c] {
+            let report = sync(h).await;
+            assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        }
+    }
+    let heads = a.heads(SpaceKind::Practice).unwrap();
+    for h in [&b, &c] {
+        assert_eq!(h.heads(SpaceKind::Practice).unwrap(), heads);
+        assert_eq!(dump(h), dump(&a), "identical read models");
+    }
+    let merged = a.partner(&shared.id).unwrap();
+    assert_eq!(
+        (merged.city.as_deref(), merged.region.as_deref()),
+        (Some("Portland"), Some("OR"))
+    );
+    assert_eq!(
+        merged.specialties,
+        vec!["anxiety", "sleep"],
+        "concurrent set edits both survive"
+    );
+    assert!(
+        merged.ideal_client.contains("insomnia") && merged.ideal_client.contains("Young"),
+        "text edits merge: {}",
+        merged.ideal_client
+    );
+    assert_eq!(a.partners(&PartnerFilter::default()).unwrap().len(), 4);
+    assert_eq!(a.referrals_of(&shared.id).unwrap().len(), 3);
+    // The personal note stays with its clinician.
+    assert_eq!(a.notes_of(&shared.id).unwrap().len(), 1);
+    assert!(
+        b.notes_of(&shared.id).unwrap().is_empty() && c.notes_of(&shared.id).unwrap().is_empty()
+    );
+
+    // The relay holds none of the plaintext the devices wrote.
+    let mut raw = Vec::new();
+    for entry in std::fs::read_dir(relay.dir.path()).unwrap() {
+        raw.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    for secret in [
+        "Dr. Secret Partner",
+        "Riverside Counseling",
+        "Confidential outreach",
+        "overloaded",
+        "insomnia",
+        "Ana Ruiz",
+        "Portland",
+        "anxiety",
+    ] {
+        assert!(
+            !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the relay's files contain {secret:?}"
+        );
+    }
+
+    // Redelivery in any order is harmless: replay the relay's whole log into C, reversed,
+    // twice.
+    let before = dump(&c);
+    let conn = client::connect_known(&c).await.unwrap();
+    let space = SpaceId::parse(&c.space_id(SpaceKind::Practice).unwrap()).unwrap();
+    let Response::Entries { entries, .. } = conn
+        .request(&Request::Pull {
+            space,
+            after: 0,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let key = c.current_space_key(SpaceKind::Practice).unwrap().unwrap();
+    for _ in 0..2 {
+        for entry in entries.iter().rev() {
+            let plain = crypto::open(&key, space, entry.sender, &entry.blob).unwrap();
+            c.merge(SpaceKind::Practice, &plain).unwrap();
+        }
+    }
+    assert_eq!(dump(&c), before);
+    conn.close().await;
+
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_wrong_key_and_forged_entries_are_refused_and_do_not_stop_the_rest() {
+    let relay = relay().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = home(da.path());
+    a.create_practice("Practice", "Owner").unwrap();
+    client::connect_practice(&a, &(relay.setup_code)())
+        .await
+        .unwrap();
+    let b = home(db.path());
+    client::join(
+        &b,
+        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+        "Colleague",
+    )
+    .await
+    .unwrap();
+    sync(&a).await;
+
+    // A rogue member of the practice (it holds the invite's key) pushes three bad blobs.
+    let invite = rapport_wire::codes::InviteCode::decode(
+        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+    )
+    .unwrap();
+    let rogue = Identity::generate("rogue").unwrap();
+    let addr = rapport_wire::client::resolve(&invite.addr).await.unwrap();
+    let conn = RelayClient::connect(addr, &rogue, invite.fingerprint)
+        .await
+        .unwrap();
+    conn.request(&Request::Join {
+        space: invite.space,
+        token: invite.token.clone(),
+        x25519: [0; 32],
+    })
+    .await
+    .unwrap();
+    let key = SpaceKey::from_bytes(invite.epoch, invite.key);
+    let good = crypto::seal(
+        &key,
+        invite.space,
+        rogue.key_pkcs8(),
+        b"not automerge but validly sealed",
+    )
+    .unwrap();
+    let mut tampered = good.clone();
+    tampered[80] ^= 0x40;
+    let wrong_key = crypto::seal(
+        &SpaceKey::generate(invite.epoch),
+        invite.space,
+        rogue.key_pkcs8(),
+        b"x",
+    )
+    .unwrap();
+    let someone_else = Identity::generate("someone").unwrap();
+    let forged = crypto::seal(&key, invite.space, someone_else.key_pkcs8(), b"x").unwrap();
+    for (i, blob) in [tampered, wrong_key, forged].into_iter().enumerate() {
+        let Response::Pushed { .. } = conn
+            .request(&Request::Push {
+                space: invite.space,
+                epoch: invite.epoch,
+                client_msg_id: [i as u8; 16],
+                blob,
+            })
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+    }
+    // Then a real change from B.
+    let p = b.add_partner(partner("After The Bad Ones")).unwrap();
+    sync(&b).await;
+
+    let report = sync(&a).await;
+    assert_eq!(report.rejected.len(), 3, "{:?}", report.rejected);
+    assert!(
+        report.rejected.iter().any(|r| r.contains("signature")),
+        "{:?}",
+        report.rejected
+    );
+    assert!(
+        report
+            .rejected
+            .iter()
+            .any(|r| r.contains("cannot be opened")),
+        "{:?}",
+        report.rejected
+    );
+    assert_eq!(
+        a.partner(&p.id).unwrap().name,
+        "After The Bad Ones",
+        "entries after the bad ones still merge"
+    );
+    assert_eq!(dump(&a), dump(&b));
+    let _ = SpaceId::random();
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
