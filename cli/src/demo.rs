@@ -1,47 +1,77 @@
-//! `rapport demo`: the story of the source material, played on real homes (real SQLite
-//! files, real Automerge documents) in a temporary directory.
-//!
-//! Devices exchange their documents directly here; once the relay exists they sync
-//! through it instead.
+//! `rapport demo`: the story of the source material, played on real homes (SQLite files,
+//! Automerge documents) syncing end-to-end encrypted through a real relay on loopback, in
+//! a temporary directory that is removed afterwards.
 
-use anyhow::Result;
-use rapport_core::model::{NewFollowup, NewPartner, NewReferral, NewTouchpoint, PartnerFilter};
+use anyhow::{Context, Result, bail};
+use rapport_core::insights::reciprocity::LedgerBy;
+use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerFilter};
+use rapport_core::sync::client;
 use rapport_core::vocab::{
-    AgeBand, Direction, FollowupStatus, PartnerKind, PayerCategory, StreamKind, TouchpointKind,
-    TouchpointOutcome,
+    AgeBand, Direction, PartnerKind, PayerCategory, StreamKind, TouchpointKind, TouchpointOutcome,
 };
 use rapport_core::{Home, SpaceKind};
+use rapport_relay::data::DataDir;
+use rapport_relay::server::{Config, Relay};
+use rapport_wire::frames::Role;
 
-/// Runs the demo and prints what each device ends up with.
+/// Runs the demo and prints what the devices end up with.
 pub fn run() -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(story())
+}
+
+async fn story() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!(
-        "Rapport demo: three devices of one practice, in {}",
+        "Rapport demo: a practice's relay and three devices, in {}\n",
         dir.path().display()
     );
 
-    let owner = Home::open(dir.path().join("ana-laptop"))?;
-    let practice = owner.create_practice("Riverside Counseling", "Ana Ruiz")?;
+    // The practice's IT helper starts a relay on this machine.
+    let relay_dir = dir.path().join("relay");
+    let data = DataDir::init(&relay_dir, "127.0.0.1:0")?;
+    let store = data.store()?;
+    let relay = Relay::bind(
+        store.clone(),
+        &data.identity,
+        Config {
+            listen: "127.0.0.1:0".parse()?,
+            ..Config::default()
+        },
+    )?;
+    data.set_public_addr(&relay.local_addr()?.to_string())?;
+    let setup_code = data.new_setup_code(&store)?.encode();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
     println!(
-        "\n1. Ana creates the practice {:?} on her laptop, offline.",
+        "0. The relay is up on {}; it will only ever see encrypted blobs.",
+        data.public_addr(&store)
+    );
+
+    let ana = Home::open(dir.path().join("ana-laptop"))?;
+    let practice = ana.create_practice("Riverside Counseling", "Ana Ruiz")?;
+    ana.set_ideal_client("Adults with anxiety or grief who want evening sessions.")?;
+    let therapists = ana.create_stream("Therapists", StreamKind::Professional)?;
+    let medical = ana.create_stream("Physicians", StreamKind::Medical)?;
+    let community = ana.create_stream("Community", StreamKind::Community)?;
+    println!(
+        "1. Ana creates {:?} on her laptop, offline, and connects it with the setup code.",
         practice.practice_name
     );
-    owner.set_ideal_client("Adults with anxiety or grief who want evening sessions.")?;
+    client::connect_practice(&ana, &setup_code).await?;
 
-    let therapists = owner.create_stream("Therapists", StreamKind::Professional)?;
-    let medical = owner.create_stream("Physicians", StreamKind::Medical)?;
-    let community = owner.create_stream("Community", StreamKind::Community)?;
-
-    println!("2. Two colleagues join from Ana's practice document.");
-    let document = owner.export_document(SpaceKind::Practice)?;
+    println!("2. She invites two colleagues; their phones join with the invite codes.");
     let ben = Home::open(dir.path().join("ben-phone"))?;
-    ben.join_practice(&practice.practice_id, &document, "Ben Okafor")?;
     let cara = Home::open(dir.path().join("cara-phone"))?;
-    cara.join_practice(&practice.practice_id, &document, "Cara Lin")?;
-    exchange(&[&owner, &ben, &cara])?;
+    for (home, name) in [(&ben, "Ben Okafor"), (&cara, "Cara Lin")] {
+        let invite = client::create_invite(&ana, Role::Member, 7 * 24 * 3600).await?;
+        client::join(home, &invite, name).await?;
+    }
 
-    println!("3. They add partners: therapists, a physician and a community group.");
-    let lee = owner.add_partner(NewPartner {
+    println!("3. They add partners: a therapist, a physician, a community group.");
+    let lee = ana.add_partner(NewPartner {
         kind: Some(PartnerKind::Therapist),
         name: "Dr. Lee Park".into(),
         specialties: vec!["couples".into(), "trauma_ptsd".into()],
@@ -57,6 +87,9 @@ pub fn run() -> Result<()> {
         stream_id: Some(medical.id.clone()),
         ..Default::default()
     })?;
+    for home in [&ana, &ben, &cara] {
+        client::sync_now(home).await?;
+    }
     let grief = cara.add_partner(NewPartner {
         kind: Some(PartnerKind::CommunityGroup),
         name: "Hope Grief Circle".into(),
@@ -64,25 +97,17 @@ pub fn run() -> Result<()> {
         how_we_met: "Cara attended their monthly open meeting.".into(),
         ..Default::default()
     })?;
-    exchange(&[&owner, &ben, &cara])?;
 
-    println!("4. Outreach gets no response; nobody gives up: follow-ups are scheduled.");
-    let today = owner.clock().today();
-    for (home, partner) in [(&owner, &lee), (&ben, &moss)] {
+    println!("4. Outreach gets no response. Nobody gives up: follow-ups schedule themselves.");
+    let today = ana.today();
+    for (home, partner) in [(&ana, &lee), (&ben, &moss)] {
         home.log_touchpoint(NewTouchpoint {
             partner_id: partner.id.clone(),
             kind: TouchpointKind::Email,
-            at: Some(today),
+            at: Some(today.saturating_sub(jiff::Span::new().days(20))),
             outcome: Some(TouchpointOutcome::NoResponse),
             note: "Introduced the practice and asked for their ideal client.".into(),
             allow_contact_details: false,
-            member_id: None,
-        })?;
-        home.schedule_followup(NewFollowup {
-            partner_id: partner.id.clone(),
-            due: today,
-            reason: "No response yet: follow up by phone.".into(),
-            cadence_days: Some(14),
             member_id: None,
         })?;
     }
@@ -101,11 +126,14 @@ pub fn run() -> Result<()> {
             member_id: None,
         })
     };
-    referral(&owner, &lee.id, Direction::In, "anxiety")?;
-    referral(&owner, &lee.id, Direction::Out, "couples")?;
-    referral(&ben, &moss.id, Direction::In, "depression")?;
+    referral(&ana, &lee.id, Direction::In, "anxiety")?;
+    referral(&ana, &lee.id, Direction::In, "trauma_ptsd")?;
+    referral(&ana, &lee.id, Direction::Out, "couples")?;
+    referral(&ana, &lee.id, Direction::In, "anxiety")?;
 
-    println!("6. Cara works offline at the grief circle, then syncs later.");
+    println!(
+        "6. Cara is offline at the grief circle; she logs the event and a referral, and syncs later."
+    );
     cara.log_touchpoint(NewTouchpoint {
         partner_id: grief.id.clone(),
         kind: TouchpointKind::Event,
@@ -116,44 +144,58 @@ pub fn run() -> Result<()> {
         member_id: None,
     })?;
     referral(&cara, &grief.id, Direction::In, "grief")?;
-    exchange(&[&owner, &ben, &cara])?;
+    for _ in 0..2 {
+        for home in [&ana, &ben, &cara] {
+            let report = client::sync_now(home).await?;
+            if !report.rejected.is_empty() {
+                bail!("entries were refused: {:?}", report.rejected);
+            }
+        }
+    }
 
-    let converged = owner.read_model_dump()? == ben.read_model_dump()?
-        && ben.read_model_dump()? == cara.read_model_dump()?;
+    let same = |a: &Home, b: &Home| -> Result<bool> {
+        Ok(a.heads(SpaceKind::Practice)? == b.heads(SpaceKind::Practice)?)
+    };
+    let converged = same(&ana, &ben)? && same(&ben, &cara)?;
     println!("\nAll three devices hold the same network: {converged}");
 
-    println!("\nPartners:");
-    for p in owner.partners(&PartnerFilter::default())? {
-        let referrals = owner.referrals_of(&p.id)?;
-        let sent = referrals
-            .iter()
-            .filter(|r| r.direction == Direction::Out)
-            .count();
-        let received = referrals.len() - sent;
+    println!("\nPartners (as Cara's phone sees them):");
+    for p in cara.partners(&PartnerFilter::default())? {
+        println!("  {:<22} {}", p.name, p.kind);
+    }
+    println!("\nReciprocity (all time):");
+    for row in cara.reciprocity(LedgerBy::Partner, today, 365)? {
         println!(
-            "  {:<22} {:<16} sent {sent}  received {received}",
-            p.name,
-            p.kind.code()
+            "  {:<22} sent {}  received {}  balance {:+}",
+            row.name, row.all_time.sent, row.all_time.received, row.all_time.balance
         );
     }
-    println!("\nFollow-ups due:");
-    for f in owner.followups(FollowupStatus::Open)? {
-        let partner = owner.partner(&f.partner_id)?;
-        println!("  {}  {:<22} {}", f.due, partner.name, f.reason);
+    println!("\nStreams, last 90 days:");
+    let streams = cara.stream_window(today, 90)?;
+    for share in streams.shares.iter().filter(|s| s.count > 0) {
+        println!("  {:<22} {:>3.0}%", share.name, share.share);
     }
-    if !converged {
-        anyhow::bail!("the devices did not converge");
+    println!("  concentration (HHI) {:.0}", streams.hhi);
+    for warning in &streams.warnings {
+        println!("  warning: {}", warning.message());
     }
-    Ok(())
-}
+    println!("\nFollow-ups due in the next 7 days:");
+    for due in cara.due_followups(today, 7)? {
+        println!(
+            "  {}  {:<22} {}",
+            due.followup.due, due.partner_name, due.followup.reason
+        );
+    }
+    let stats = store.stats().map_err(|r| anyhow::anyhow!(r.message))?;
+    println!(
+        "\nThe relay stored {} encrypted entries ({} bytes) for {} spaces, and no plaintext.",
+        stats.2, stats.3, stats.0
+    );
 
-/// Every device merges every other device's practice document.
-fn exchange(homes: &[&Home]) -> Result<()> {
-    for from in homes {
-        let bytes = from.export_document(SpaceKind::Practice)?;
-        for to in homes {
-            to.merge(SpaceKind::Practice, &bytes)?;
-        }
+    let _ = stop.send(());
+    serving.await?;
+    if !converged {
+        bail!("the devices did not converge");
     }
     Ok(())
 }
