@@ -344,3 +344,179 @@ async fn tampered_wrong_key_and_forged_entries_are_refused_and_do_not_stop_the_r
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
 }
+
+async fn practice_of_three(relay: &Running) -> (Vec<tempfile::TempDir>, Home, Home, Home) {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = home(dirs[0].path());
+    a.create_practice("Practice", "Owner").unwrap();
+    client::connect_practice(&a, &(relay.setup_code)())
+        .await
+        .unwrap();
+    let b = home(dirs[1].path());
+    let c = home(dirs[2].path());
+    for (joiner, name) in [(&b, "B"), (&c, "C")] {
+        client::join(
+            joiner,
+            &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+            name,
+        )
+        .await
+        .unwrap();
+    }
+    (dirs, a, b, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_is_refused_and_cannot_read_what_follows() {
+    let relay = relay().await;
+    let (_dirs, a, b, c) = practice_of_three(&relay).await;
+    for h in [&a, &b, &c] {
+        sync(h).await;
+    }
+    let devices = client::devices(&a).await.unwrap();
+    assert_eq!(devices.len(), 3);
+    let c_id = c.device_identity().unwrap().device_id();
+    let old_key = c.current_space_key(SpaceKind::Practice).unwrap().unwrap();
+    assert!(
+        client::remove_device(&b, &c_id.to_string()).await.is_err(),
+        "a member cannot remove devices"
+    );
+    assert_eq!(
+        client::remove_device(&a, &c_id.to_string()).await.unwrap(),
+        old_key.epoch + 1
+    );
+    let refused = client::sync_now(&c).await.unwrap_err().to_string();
+    assert!(refused.contains("no longer"), "{refused}");
+
+    let after = a.add_partner(partner("Written After Removal")).unwrap();
+    sync(&a).await;
+    let report = sync(&b).await;
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_eq!(
+        b.partner(&after.id).unwrap().name,
+        "Written After Removal",
+        "the remaining devices got the new key"
+    );
+    assert_eq!(
+        b.current_space_key(SpaceKind::Practice)
+            .unwrap()
+            .unwrap()
+            .epoch,
+        old_key.epoch + 1
+    );
+
+    // Even holding the blob, the removed device's keys cannot open it.
+    let conn = client::connect_known(&a).await.unwrap();
+    let space = SpaceId::parse(&a.space_id(SpaceKind::Practice).unwrap()).unwrap();
+    let Response::Entries { entries, .. } = conn
+        .request(&Request::Pull {
+            space,
+            after: 0,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let newest = entries
+        .iter()
+        .filter(|e| e.sender == a.device_identity().unwrap().device_id())
+        .last()
+        .unwrap();
+    assert_eq!(newest.epoch, old_key.epoch + 1);
+    assert!(crypto::open(&old_key, space, newest.sender, &newest.blob).is_err());
+    assert!(c.partner(&after.id).is_err());
+    conn.close().await;
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
+    let relay = relay().await;
+    let (_dirs, a, b, c) = practice_of_three(&relay).await;
+    for h in [&a, &b, &c] {
+        sync(h).await;
+    }
+    // C goes offline and keeps working.
+    let offline = c.add_partner(partner("Added While Offline")).unwrap();
+    // Meanwhile A and B make hundreds of changes, syncing each one.
+    let a_conn = client::connect_known(&a).await.unwrap();
+    let b_conn = client::connect_known(&b).await.unwrap();
+    let p = a.add_partner(partner("Busy Partner")).unwrap();
+    for i in 0..(client::SNAPSHOT_EVERY + 40) {
+        let (h, conn) = if i % 2 == 0 {
+            (&a, &a_conn)
+        } else {
+            (&b, &b_conn)
+        };
+        if h.partner(&p.id).is_ok() {
+            h.edit_partner(
+                &p.id,
+                PartnerEdit {
+                    city: Some(format!("City {i}")),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        }
+        client::round(h, conn).await.unwrap();
+    }
+    client::round(&a, &a_conn).await.unwrap();
+    let space = SpaceId::parse(&a.space_id(SpaceKind::Practice).unwrap()).unwrap();
+    let Response::Snapshot(Some(snapshot)) = a_conn
+        .request(&Request::GetSnapshot { space })
+        .await
+        .unwrap()
+    else {
+        panic!("no snapshot was uploaded")
+    };
+    assert!(snapshot.covers >= client::SNAPSHOT_EVERY);
+    assert!(
+        a_conn
+            .request(&Request::Pull {
+                space,
+                after: 0,
+                limit: 1
+            })
+            .await
+            .is_err(),
+        "the covered log was pruned"
+    );
+
+    // C comes back: its cursor predates the prune; it recovers through the snapshot and
+    // keeps its own offline edit.
+    let report = sync(&c).await;
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    sync(&a).await;
+    sync(&b).await;
+    assert_eq!(
+        c.partner(&p.id).unwrap().city,
+        a.partner(&p.id).unwrap().city
+    );
+    assert_eq!(a.partner(&offline.id).unwrap().name, "Added While Offline");
+    assert_eq!(dump(&a), dump(&c));
+    assert_eq!(dump(&a), dump(&b));
+
+    // A new device joining now starts from the snapshot.
+    let late_dir = tempfile::tempdir().unwrap();
+    let late = home(late_dir.path());
+    client::join(
+        &late,
+        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+        "Late",
+    )
+    .await
+    .unwrap();
+    sync(&a).await;
+    sync(&late).await;
+    assert_eq!(
+        late.partner(&p.id).unwrap().city,
+        a.partner(&p.id).unwrap().city
+    );
+    a_conn.close().await;
+    b_conn.close().await;
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}

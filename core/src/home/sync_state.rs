@@ -168,6 +168,24 @@ impl Home {
         Ok(())
     }
 
+    /// The seq the newest snapshot this device knows of covers.
+    pub fn last_snapshot(&self, kind: SpaceKind) -> Result<u64> {
+        let key = format!("snapshot:{}", self.space_id(kind)?);
+        Ok(queries::home_value(&self.lock_reader(), &key)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Records that a snapshot covers the log up to `seq`.
+    pub fn set_last_snapshot(&self, kind: SpaceKind, seq: u64) -> Result<()> {
+        let key = format!("snapshot:{}", self.space_id(kind)?);
+        self.lock_writer().conn.execute(
+            "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
+            params![key, seq.to_string()],
+        )?;
+        Ok(())
+    }
+
     /// Records heads the relay acknowledged.
     pub fn set_acked_heads(&self, kind: SpaceKind, heads: &[automerge::ChangeHash]) -> Result<()> {
         let space = self.space_id(kind)?;

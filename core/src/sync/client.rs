@@ -231,10 +231,165 @@ pub async fn round(home: &Home, client: &RelayClient) -> Result<SyncReport> {
         if home.current_space_key(kind)?.is_none() {
             continue;
         }
+        fetch_keys(home, client, kind).await?;
         push(home, client, kind, &mut report).await?;
         pull(home, client, kind, &mut report).await?;
+        compact(home, client, kind).await?;
     }
     Ok(report)
+}
+
+/// The devices of the practice as the relay knows them.
+pub async fn devices(home: &Home) -> Result<Vec<rapport_wire::frames::MemberInfo>> {
+    let client = connect_known(home).await?;
+    let Response::Members(members) = client
+        .request(&Request::ListMembers {
+            space: space_of(home, SpaceKind::Practice)?,
+        })
+        .await
+        .map_err(sync_error)?
+    else {
+        return Err(Error::Sync("the relay answered a member list oddly".into()));
+    };
+    client.close().await;
+    Ok(members)
+}
+
+/// Removes a device from the practice (owner or admin): the relay refuses it at once and
+/// closes its connections, and the practice moves to a new key epoch, wrapped to every
+/// remaining device, so the removed device cannot read anything written afterwards.
+pub async fn remove_device(home: &Home, device: &str) -> Result<u32> {
+    let target = rapport_wire::DeviceId::parse(device).ok_or_else(|| {
+        Error::invalid(
+            "device",
+            format!("{device:?} is not a device id (32 hex characters, see `rapport devices`)"),
+        )
+    })?;
+    if target == home.device_identity()?.device_id() {
+        return Err(Error::invalid(
+            "device",
+            "this is the device you are using; remove it from another device",
+        ));
+    }
+    let client = connect_known(home).await?;
+    let space = space_of(home, SpaceKind::Practice)?;
+    client
+        .request(&Request::RemoveDevice {
+            space,
+            device: target,
+        })
+        .await
+        .map_err(sync_error)?;
+    let Response::Members(members) = client
+        .request(&Request::ListMembers { space })
+        .await
+        .map_err(sync_error)?
+    else {
+        return Err(Error::Sync("the relay answered a member list oddly".into()));
+    };
+    let current = home
+        .current_space_key(SpaceKind::Practice)?
+        .ok_or_else(|| Error::Sync("this device has no key for the practice".into()))?;
+    let next = SpaceKey::generate(current.epoch + 1);
+    let envelopes = members
+        .iter()
+        .filter(|m| m.removed_at.is_none())
+        .map(|m| rapport_wire::frames::KeyEnvelope {
+            device: m.device,
+            sealed: crypto::wrap(&next, space, m.x25519),
+        })
+        .collect();
+    client
+        .request(&Request::PutKeyEnvelopes {
+            space,
+            epoch: next.epoch,
+            envelopes,
+        })
+        .await
+        .map_err(sync_error)?;
+    home.add_space_key(SpaceKind::Practice, &next)?;
+    tracing::info!(space = %space, epoch = next.epoch, "practice key rotated after a device removal");
+    client.close().await;
+    Ok(next.epoch)
+}
+
+/// Picks up epoch keys wrapped to this device since its newest one.
+async fn fetch_keys(home: &Home, client: &RelayClient, kind: SpaceKind) -> Result<()> {
+    let Some(current) = home.current_space_key(kind)? else {
+        return Ok(());
+    };
+    let space = space_of(home, kind)?;
+    let Response::KeyEnvelopes(envelopes) = client
+        .request(&Request::GetKeyEnvelopes {
+            space,
+            since_epoch: current.epoch + 1,
+        })
+        .await
+        .map_err(sync_error)?
+    else {
+        return Err(Error::Sync("the relay answered a key request oddly".into()));
+    };
+    let mine = home.box_key()?;
+    for (epoch, sealed) in envelopes {
+        match crypto::unwrap(&sealed, space, epoch, &mine) {
+            Ok(key) => home.add_space_key(kind, &key)?,
+            Err(e) => tracing::warn!(epoch, "a key envelope could not be opened: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Entries after which a device folds the log into a snapshot.
+pub const SNAPSHOT_EVERY: u64 = 200;
+
+/// Uploads a sealed snapshot when enough entries accumulated since the last one, and
+/// lets the relay prune what it covers. New devices then start from the snapshot.
+async fn compact(home: &Home, client: &RelayClient, kind: SpaceKind) -> Result<()> {
+    let position = home.sync_position(kind)?;
+    let last = home.last_snapshot(kind)?;
+    if position.cursor < last + SNAPSHOT_EVERY {
+        return Ok(());
+    }
+    let key = home
+        .current_space_key(kind)?
+        .ok_or_else(|| Error::Sync("no key for this space".into()))?;
+    let space = space_of(home, kind)?;
+    // The document holds every entry up to the cursor (merged, or ours), so the snapshot
+    // covers the cursor.
+    let blob = crypto::seal(
+        &key,
+        space,
+        home.device_identity()?.key_pkcs8(),
+        &home.export_document(kind)?,
+    )
+    .map_err(|e| Error::Sync(e.to_string()))?;
+    match client
+        .request(&Request::PutSnapshot {
+            space,
+            epoch: key.epoch,
+            covers: position.cursor,
+            blob,
+        })
+        .await
+    {
+        Ok(_) => {
+            client
+                .request(&Request::Prune {
+                    space,
+                    through: position.cursor,
+                })
+                .await
+                .map_err(sync_error)?;
+            home.set_last_snapshot(kind, position.cursor)?;
+            tracing::info!(space = %space, covers = position.cursor, "uploaded a snapshot and pruned the log");
+        }
+        // Another device got there first with a newer snapshot: nothing to do.
+        Err(e) if e.code() == Some(ErrorCode::BadRequest) => {
+            home.set_last_snapshot(kind, position.cursor)?
+        }
+        Err(e) => return Err(sync_error(e)),
+    }
+    Ok(())
 }
 
 /// Connects to the known relay and runs one round.
