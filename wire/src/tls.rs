@@ -216,8 +216,13 @@ pub fn client_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls).map_err(|_| TlsError::NoInitialCipherSuite)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    // Keep-alives let a device notice a vanished relay within the idle timeout and
+    // reconnect, instead of waiting on a dead connection.
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(15)));
+    transport.keep_alive_interval(Some(Duration::from_secs(4)));
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        12_000,
+    ))));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

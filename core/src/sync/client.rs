@@ -10,6 +10,8 @@ use rapport_wire::frames::{ErrorCode, MAX_BLOB, Request, Response, Role};
 use sha2::{Digest, Sha256};
 
 use super::crypto::{self, SpaceKey};
+pub use super::engine::SNAPSHOT_EVERY;
+use super::engine::{self, SpaceView, Step};
 use crate::doc::SpaceKind;
 use crate::error::{Error, Result};
 use crate::home::{Home, RelayInfo};
@@ -224,18 +226,50 @@ async fn bootstrap(
     }
 }
 
-/// One sync round with a connected client, for every space this home syncs.
+/// What the engine needs to know of a space.
+pub fn view(home: &Home, kind: SpaceKind) -> Result<SpaceView> {
+    let has_key = home.current_space_key(kind)?.is_some();
+    let position = home.sync_position(kind)?;
+    Ok(SpaceView {
+        kind,
+        has_key,
+        heads: chunks::encode_heads(&home.heads(kind)?),
+        acked: chunks::encode_heads(&position.acked_heads),
+        cursor: position.cursor,
+        last_snapshot: home.last_snapshot(kind)?,
+    })
+}
+
+/// One sync round with a connected client, for every space this home syncs; the
+/// engine decides the steps, this runs them.
 pub async fn round(home: &Home, client: &RelayClient) -> Result<SyncReport> {
+    round_with_progress(home, client, &|_, _| {}).await
+}
+
+/// A round that reports `(spaces done, spaces in the round)` as it goes.
+pub async fn round_with_progress(
+    home: &Home,
+    client: &RelayClient,
+    progress: &(dyn Fn(u32, u32) + Sync),
+) -> Result<SyncReport> {
     let mut report = SyncReport::default();
-    for kind in [SpaceKind::Practice, SpaceKind::Personal] {
-        if home.current_space_key(kind)?.is_none() {
-            continue;
+    let kinds = [SpaceKind::Practice, SpaceKind::Personal];
+    let total = u32::try_from(kinds.len()).unwrap_or(2);
+    for (done, kind) in kinds.into_iter().enumerate() {
+        progress(u32::try_from(done).unwrap_or(0), total);
+        for step in engine::plan(&view(home, kind)?) {
+            match step {
+                Step::FetchKeys => fetch_keys(home, client, kind).await?,
+                Step::Push => push(home, client, kind, &mut report).await?,
+                Step::Pull => pull(home, client, kind, &mut report).await?,
+                Step::Snapshot => compact(home, client, kind).await?,
+            }
         }
-        fetch_keys(home, client, kind).await?;
-        push(home, client, kind, &mut report).await?;
-        pull(home, client, kind, &mut report).await?;
-        compact(home, client, kind).await?;
+        if engine::wants_snapshot(&view(home, kind)?) {
+            compact(home, client, kind).await?;
+        }
     }
+    progress(total, total);
     Ok(report)
 }
 
@@ -339,17 +373,10 @@ async fn fetch_keys(home: &Home, client: &RelayClient, kind: SpaceKind) -> Resul
     Ok(())
 }
 
-/// Entries after which a device folds the log into a snapshot.
-pub const SNAPSHOT_EVERY: u64 = 200;
-
 /// Uploads a sealed snapshot when enough entries accumulated since the last one, and
 /// lets the relay prune what it covers. New devices then start from the snapshot.
 async fn compact(home: &Home, client: &RelayClient, kind: SpaceKind) -> Result<()> {
     let position = home.sync_position(kind)?;
-    let last = home.last_snapshot(kind)?;
-    if position.cursor < last + SNAPSHOT_EVERY {
-        return Ok(());
-    }
     let key = home
         .current_space_key(kind)?
         .ok_or_else(|| Error::Sync("no key for this space".into()))?;

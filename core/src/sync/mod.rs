@@ -5,3 +5,6 @@
 #[cfg(feature = "transport")]
 pub mod client;
 pub mod crypto;
+pub mod engine;
+#[cfg(feature = "transport")]
+pub mod service;

@@ -23,9 +23,10 @@ fn main() -> Result<()> {
         Some("insights") => insights(),
         Some("relay") => relay_bench::run(),
         // Internal: a relay in its own process, so its memory is measured alone.
-        Some("serve-relay") => relay_bench::serve(Path::new(
-            args.get(1).context("serve-relay needs a data directory")?,
-        )),
+        Some("serve-relay") => relay_bench::serve(
+            Path::new(args.get(1).context("serve-relay needs a data directory")?),
+            args.get(2).map(String::as_str).unwrap_or("127.0.0.1:0"),
+        ),
         // Internal: one cold open in a fresh process; prints milliseconds.
         Some("cold-open") => cold_open(Path::new(
             args.get(1).context("cold-open needs a home directory")?,

@@ -22,14 +22,15 @@ const DEVICES: usize = 100;
 const PUSHES_PER_DEVICE: usize = 50;
 const IDLE_CONNECTIONS: usize = 1_000;
 
-/// Runs the relay of `dir` on a free loopback port and prints its address.
-pub fn serve(dir: &Path) -> Result<()> {
+/// Runs the relay of `dir` on `listen` (a free loopback port by default) and prints its
+/// address; used by the benchmark and by tests that kill the relay.
+pub fn serve(dir: &Path, listen: &str) -> Result<()> {
     let data = DataDir::open(dir)?;
     let store = data.store()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let config = Config {
-            listen: "127.0.0.1:0".parse()?,
+            listen: listen.parse()?,
             rate_per_sec: 10_000.0,
             burst: 10_000.0,
             ..Config::default()
