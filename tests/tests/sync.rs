@@ -520,3 +520,54 @@ async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_larger_than_one_relay_entry_is_pushed_in_pieces() {
+    let relay = relay().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = home(da.path());
+    a.create_practice("Big Practice", "Owner").unwrap();
+    // About 1.2 MB of incompressible tags in three batches.
+    let mut seed = 7u64;
+    let mut word = || {
+        (0..40)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (b'a' + (seed >> 59) as u8 % 26) as char
+            })
+            .collect::<String>()
+    };
+    for batch in 0..3 {
+        let inputs: Vec<NewPartner> = (0..150)
+            .map(|i| NewPartner {
+                tags: (0..64).map(|_| word()).collect(),
+                ..partner(&format!("Partner {batch}-{i}"))
+            })
+            .collect();
+        a.batch(SpaceKind::Practice, |b| {
+            inputs
+                .into_iter()
+                .try_for_each(|p| b.add_partner(p).map(drop))
+        })
+        .unwrap();
+    }
+    let report = client::connect_practice(&a, &(relay.setup_code)())
+        .await
+        .unwrap();
+    assert!(report.pushed >= 3, "pushed in {} pieces", report.pushed);
+    let b = home(db.path());
+    client::join(
+        &b,
+        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+        "Joiner",
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.partner_count().unwrap(), 450);
+    sync(&a).await;
+    assert_eq!(dump(&a), dump(&b));
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}

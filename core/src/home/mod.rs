@@ -233,6 +233,32 @@ impl Home {
             .ok_or(Error::NoPractice)
     }
 
+    /// The changes [`Home::changes_since`] returns, grouped into pieces of at most
+    /// `max_bytes` each at change boundaries (a single larger change is its own piece), in
+    /// causal order: what a push sends as several relay entries.
+    pub fn changes_since_in_pieces(
+        &self,
+        kind: SpaceKind,
+        heads: &[ChangeHash],
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut writer = self.lock_writer();
+        let Writer { conn, spaces, .. } = &mut *writer;
+        let space = load_space(conn, spaces, kind)?;
+        let doc = space.doc.as_ref().ok_or(Error::NoPractice)?;
+        let mut pieces: Vec<Vec<u8>> = Vec::new();
+        for change in doc.get_changes(heads) {
+            let bytes = change.raw_bytes();
+            match pieces.last_mut() {
+                Some(piece) if piece.len() + bytes.len() <= max_bytes => {
+                    piece.extend_from_slice(bytes)
+                }
+                _ => pieces.push(bytes.to_vec()),
+            }
+        }
+        Ok(pieces)
+    }
+
     /// The heads of a space's document, as stored (does not load the document).
     pub fn heads(&self, kind: SpaceKind) -> Result<Vec<ChangeHash>> {
         let writer = self.lock_writer();

@@ -427,6 +427,9 @@ pub async fn sync_now(home: &Home) -> Result<SyncReport> {
     report
 }
 
+/// Most plaintext per relay entry: padded to its bucket it still fits one entry.
+pub const PIECE: usize = 512 * 1024 - 4;
+
 async fn push(
     home: &Home,
     client: &RelayClient,
@@ -438,33 +441,41 @@ async fn push(
     if chunks::encode_heads(&heads) == chunks::encode_heads(&position.acked_heads) {
         return Ok(());
     }
-    let bytes = home.changes_since(kind, &position.acked_heads)?;
-    if !bytes.is_empty() {
+    let pieces = home.changes_since_in_pieces(kind, &position.acked_heads, PIECE)?;
+    if !pieces.is_empty() {
         let key = home
             .current_space_key(kind)?
             .ok_or_else(|| Error::Sync("no key for this space".into()))?;
         let space = space_of(home, kind)?;
-        let blob = crypto::seal(&key, space, home.device_identity()?.key_pkcs8(), &bytes)
-            .map_err(|e| Error::Sync(e.to_string()))?;
-        if blob.len() > MAX_BLOB {
-            return Err(Error::Sync(format!(
-                "{} bytes of changes are more than one relay entry holds ({MAX_BLOB}); splitting them is not built yet",
-                bytes.len()
-            )));
+        let identity = home.device_identity()?;
+        let heads_hash = Sha256::digest(chunks::encode_heads(&heads));
+        for (index, piece) in pieces.iter().enumerate() {
+            let blob = crypto::seal(&key, space, identity.key_pkcs8(), piece)
+                .map_err(|e| Error::Sync(e.to_string()))?;
+            if blob.len() > MAX_BLOB {
+                return Err(Error::Sync(format!(
+                    "one change of {} bytes is larger than a relay entry ({MAX_BLOB}); split the import into smaller batches",
+                    piece.len()
+                )));
+            }
+            // Derived from the heads and the piece, so a retry after a crash is recognised
+            // as the same push.
+            let mut hasher = Sha256::new();
+            hasher.update(heads_hash);
+            hasher.update((index as u64).to_be_bytes());
+            let mut client_msg_id = [0u8; 16];
+            client_msg_id.copy_from_slice(&hasher.finalize()[..16]);
+            client
+                .request(&Request::Push {
+                    space,
+                    epoch: key.epoch,
+                    client_msg_id,
+                    blob,
+                })
+                .await
+                .map_err(sync_error)?;
+            report.pushed += 1;
         }
-        // Derived from the heads, so a retry after a crash is recognised as the same push.
-        let mut client_msg_id = [0u8; 16];
-        client_msg_id.copy_from_slice(&Sha256::digest(chunks::encode_heads(&heads))[..16]);
-        client
-            .request(&Request::Push {
-                space,
-                epoch: key.epoch,
-                client_msg_id,
-                blob,
-            })
-            .await
-            .map_err(sync_error)?;
-        report.pushed += 1;
     }
     home.set_acked_heads(kind, &heads)
 }
