@@ -81,19 +81,16 @@ const NONCE: usize = 24;
 const SIGNATURE: usize = 64;
 const PUBLIC_KEY: usize = 32;
 
-/// The padded length for `len` bytes of payload (plus the 4-byte length prefix): powers
-/// of two from 512 bytes to 1 MiB, then whole MiB.
+/// The padded length for `len` bytes of payload (plus the 4-byte length prefix). Buckets
+/// start at 256 bytes and grow by a quarter (rounded up to 64): the relay learns only a
+/// coarse size, and padding costs at most about 25 %.
 pub fn bucket(len: usize) -> usize {
     let needed = len + 4;
-    let mut size = 512;
-    while size < needed && size < 1 << 20 {
-        size *= 2;
+    let mut size = 256;
+    while size < needed {
+        size = (size + size / 4).div_ceil(64) * 64;
     }
-    if needed <= size {
-        size
-    } else {
-        needed.div_ceil(1 << 20) * (1 << 20)
-    }
+    size
 }
 
 fn pad(plain: &[u8]) -> Zeroizing<Vec<u8>> {
@@ -300,9 +297,18 @@ mod tests {
             );
             assert_eq!(open(&key, space, me.device_id(), &blob).unwrap(), plain);
         }
-        assert_eq!(bucket(0), 512);
-        assert_eq!(bucket(600), 1024);
-        assert_eq!(bucket(3 << 20), 4 << 20);
+        assert_eq!(bucket(0), 256);
+        assert_eq!(bucket(252), 256);
+        assert_eq!(bucket(253), 320);
+        for len in [0usize, 100, 1_000, 10_000, 100_000, 500_000] {
+            let b = bucket(len);
+            assert!(
+                b >= len + 4 && b as f64 <= ((len + 4) as f64 * 1.25 + 64.0).max(256.0),
+                "{len} -> {b}"
+            );
+            assert_eq!(bucket(b - 4), b, "a bucket is its own bucket");
+        }
+        assert!(bucket(crate::sync::client::PIECE) + 137 <= rapport_wire::frames::MAX_BLOB);
     }
 
     #[test]
