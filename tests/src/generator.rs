@@ -16,7 +16,7 @@ use rapport_core::vocab::{
 use rapport_core::{Home, SpaceKind};
 
 /// Bumped whenever the generated content changes, so cached homes are regenerated.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// How big a practice to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,7 +214,8 @@ pub fn generate(home: &Home, size: PracticeSize, seed: u64, today: Date) -> Resu
         PartnerKind::Other,
     ];
     let mut partners = Vec::with_capacity(size.partners);
-    const BATCH: usize = 2_000;
+    // Each batch is one Automerge change; kept well under what one relay entry carries.
+    const BATCH: usize = 400;
     while partners.len() < size.partners {
         let n = BATCH.min(size.partners - partners.len());
         let inputs: Vec<NewPartner> = (0..n)

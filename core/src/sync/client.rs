@@ -145,6 +145,16 @@ pub async fn create_invite(home: &Home, role: Role, ttl_secs: u64) -> Result<Str
 /// Joins a practice with an invite code: bootstraps from the relay's newest snapshot plus
 /// the log, adds this clinician, creates their personal space and pushes.
 pub async fn join(home: &Home, invite_code: &str, member_name: &str) -> Result<Identity> {
+    join_with_progress(home, invite_code, member_name, &|_, _| {}).await
+}
+
+/// [`join`], reporting `(entries fetched, entries in the log)` while bootstrapping.
+pub async fn join_with_progress(
+    home: &Home,
+    invite_code: &str,
+    member_name: &str,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Identity> {
     let invite = InviteCode::decode(invite_code)
         .map_err(|e| Error::invalid("invite code", e.to_string()))?;
     let client = connect(home, &invite.addr, invite.fingerprint).await?;
@@ -158,7 +168,7 @@ pub async fn join(home: &Home, invite_code: &str, member_name: &str) -> Result<I
         .await
         .map_err(sync_error)?;
     let key = SpaceKey::from_bytes(invite.epoch, invite.key);
-    let (bytes, cursor, rejected) = bootstrap(&client, invite.space, &key).await?;
+    let (bytes, cursor, rejected) = bootstrap(&client, invite.space, &key, progress).await?;
     if !rejected.is_empty() {
         tracing::warn!(count = rejected.len(), "entries refused while joining");
     }
@@ -187,6 +197,7 @@ async fn bootstrap(
     client: &RelayClient,
     space: SpaceId,
     key: &SpaceKey,
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(Vec<u8>, u64, Vec<String>)> {
     let mut bytes = Vec::new();
     let mut cursor = 0;
@@ -202,7 +213,11 @@ async fn bootstrap(
         cursor = snapshot.covers;
     }
     loop {
-        let Response::Entries { entries, more, .. } = client
+        let Response::Entries {
+            entries,
+            more,
+            head,
+        } = client
             .request(&Request::Pull {
                 space,
                 after: cursor,
@@ -220,6 +235,7 @@ async fn bootstrap(
             }
             cursor = entry.seq;
         }
+        progress(cursor, head);
         if !more {
             return Ok((bytes, cursor, rejected));
         }

@@ -1,9 +1,10 @@
 //! `rapport-bench`: prints benchmark figures as a table and writes them as JSON under
 //! `target/bench/`. Figures are measured, never asserted; targets are compared in print.
 //!
-//! Usage: rapport-bench store|insights|relay
+//! Usage: rapport-bench store|insights|relay|sync
 
 mod relay_bench;
+mod sync_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +23,7 @@ fn main() -> Result<()> {
         Some("store") => store(),
         Some("insights") => insights(),
         Some("relay") => relay_bench::run(),
+        Some("sync") => sync_bench::run(),
         // Internal: a relay in its own process, so its memory is measured alone.
         Some("serve-relay") => relay_bench::serve(
             Path::new(args.get(1).context("serve-relay needs a data directory")?),
@@ -31,7 +33,7 @@ fn main() -> Result<()> {
         Some("cold-open") => cold_open(Path::new(
             args.get(1).context("cold-open needs a home directory")?,
         )),
-        _ => bail!("usage: rapport-bench store|insights|relay"),
+        _ => bail!("usage: rapport-bench store|insights|relay|sync"),
     }
 }
 

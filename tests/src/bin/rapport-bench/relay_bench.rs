@@ -66,15 +66,27 @@ fn rss_mb(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-struct RelayProcess {
+/// A relay in its own process; it stops when this is dropped (stdin closes).
+pub struct RelayProcess {
     child: Child,
-    addr: SocketAddr,
-    fingerprint: [u8; 32],
-    setup_token: Vec<u8>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its certificate fingerprint.
+    pub fingerprint: [u8; 32],
+    /// A one-time setup token.
+    pub setup_token: Vec<u8>,
     _dir: tempfile::TempDir,
 }
 
-fn start_relay() -> Result<RelayProcess> {
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a relay process with a fresh data directory.
+pub fn start_relay() -> Result<RelayProcess> {
     let dir = tempfile::tempdir()?;
     let data = DataDir::init(dir.path(), "127.0.0.1:0")?;
     let store = data.store()?;
@@ -105,11 +117,10 @@ fn start_relay() -> Result<RelayProcess> {
 
 /// Runs the benchmark.
 pub fn run() -> Result<()> {
-    let mut relay = start_relay()?;
+    let relay = start_relay()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let figures = runtime.block_on(measure(&relay));
-    drop(relay.child.stdin.take());
-    let _ = relay.child.wait();
+    drop(relay);
     let (pushes_per_sec, pull_p50_ms, idle_connections, rss_mb, baseline_rss_mb) = figures?;
     println!("\n{:<24} {:>12}  target", "figure", "value");
     println!(

@@ -1,0 +1,199 @@
+//! `rapport-bench sync`: how long an edit takes to reach ten other devices through the
+//! relay, how long a new device takes to join the large practice, and the bytes on the
+//! wire per edit.
+
+use std::collections::HashSet;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rapport_core::model::{NewPartner, NewTouchpoint};
+use rapport_core::sync::client;
+use rapport_core::sync::service::SyncService;
+use rapport_core::vocab::{PartnerKind, TouchpointKind};
+use rapport_core::{ChangeEvent, Home, Origin, SpaceKind};
+use rapport_wire::codes::SetupCode;
+use rapport_wire::frames::Role;
+use serde_json::json;
+
+use super::relay_bench::{RelayProcess, start_relay};
+
+const OTHERS: usize = 10;
+const SAMPLES: usize = 50;
+
+fn setup_code(relay: &RelayProcess) -> String {
+    SetupCode {
+        addr: relay.addr.to_string(),
+        fingerprint: relay.fingerprint,
+        token: relay.setup_token.clone(),
+    }
+    .encode()
+}
+
+/// Runs the benchmark.
+pub fn run() -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (p50, p99, overhead, change_bytes, wire_bytes) = runtime.block_on(latency_and_overhead())?;
+    let (bootstrap_ms, initial_push_s, document_bytes) = runtime.block_on(bootstrap())?;
+    println!("\n{:<26} {:>12}  target", "figure", "value");
+    println!(
+        "{:<26} {:>12.1}  ≤ 20 ms (edit on one device until in the read model of {OTHERS} others)",
+        "edit_to_visible_p50_ms", p50
+    );
+    println!("{:<26} {:>12.1}  ≤ 100 ms", "edit_to_visible_p99_ms", p99);
+    println!(
+        "{:<26} {:>12.0}  ≤ 2,000 ms (join the large practice until its read model is complete)",
+        "bootstrap_ms", bootstrap_ms
+    );
+    println!(
+        "{:<26} {:>12.2}  ≤ 1.5 + 200 bytes ({wire_bytes} bytes sent for a {change_bytes}-byte change)",
+        "wire_overhead_ratio", overhead
+    );
+    println!(
+        "{:<26} {:>12.1}  (first push of the large practice, {document_bytes} bytes)",
+        "initial_push_s", initial_push_s
+    );
+    let out = super::bench_dir();
+    std::fs::create_dir_all(&out)?;
+    let figures = json!({
+        "edit_to_visible_p50_ms": p50,
+        "edit_to_visible_p99_ms": p99,
+        "bootstrap_ms": bootstrap_ms,
+        "wire_overhead_ratio": overhead,
+        "wire_bytes_per_edit": wire_bytes,
+        "change_bytes_per_edit": change_bytes,
+        "initial_push_s": initial_push_s,
+    });
+    std::fs::write(
+        out.join("sync.json"),
+        serde_json::to_string_pretty(&figures)?,
+    )?;
+    println!("\nwrote {}", out.join("sync.json").display());
+    Ok(())
+}
+
+async fn latency_and_overhead() -> Result<(f64, f64, f64, usize, u64)> {
+    let relay = start_relay()?;
+    let dir = tempfile::tempdir()?;
+    let owner = Arc::new(Home::open(dir.path().join("owner"))?);
+    owner.create_practice("Bench Practice", "Owner")?;
+    client::connect_practice(&owner, &setup_code(&relay)).await?;
+    let mut others = Vec::new();
+    for i in 0..OTHERS {
+        let home = Arc::new(Home::open(dir.path().join(format!("device-{i}")))?);
+        client::join(
+            &home,
+            &client::create_invite(&owner, Role::Member, 3600).await?,
+            &format!("Member {i}"),
+        )
+        .await?;
+        others.push(home);
+    }
+    client::sync_now(&owner).await?;
+    // Every device reports when a remote change lands in its read model.
+    let (seen_tx, seen_rx) = mpsc::channel::<(usize, String, Instant)>();
+    let mut subscriptions = Vec::new();
+    for (i, home) in others.iter().enumerate() {
+        let tx = seen_tx.clone();
+        subscriptions.push(home.subscribe(Arc::new(move |event: &ChangeEvent| {
+            if event.origin == Origin::Remote {
+                let at = Instant::now();
+                for entity in &event.entities {
+                    let _ = tx.send((i, entity.id.clone(), at));
+                }
+            }
+        })));
+    }
+    let quiet = Arc::new(|_: &rapport_core::sync::engine::SyncStatus| {});
+    let mut services: Vec<SyncService> = others
+        .iter()
+        .map(|h| SyncService::start(h.clone(), quiet.clone()))
+        .collect();
+    services.push(SyncService::start(owner.clone(), quiet.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut samples = Vec::new();
+    for i in 0..(SAMPLES + 5) {
+        while seen_rx.try_recv().is_ok() {}
+        let start = Instant::now();
+        let partner = owner.add_partner(NewPartner {
+            kind: Some(PartnerKind::Therapist),
+            name: format!("Edit {i}"),
+            ..Default::default()
+        })?;
+        let mut waiting: HashSet<usize> = (0..OTHERS).collect();
+        let deadline = start + Duration::from_secs(10);
+        let mut last = start;
+        while !waiting.is_empty() {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let (device, id, at) = tokio::task::block_in_place(|| seen_rx.recv_timeout(timeout))
+                .context("an edit never arrived")?;
+            if id == partner.id && waiting.remove(&device) {
+                last = last.max(at);
+            }
+        }
+        if i >= 5 {
+            samples.push(last.duration_since(start).as_secs_f64() * 1_000.0);
+        }
+    }
+    for service in services {
+        service.stop().await;
+    }
+    drop(subscriptions);
+    let p50 = super::percentile(&mut samples, 0.5);
+    let p99 = super::percentile(&mut samples, 0.99);
+
+    // Bytes on the wire for one edit: a round with the edit minus an idle round.
+    let conn = client::connect_known(&owner).await?;
+    client::round(&owner, &conn).await?;
+    let tx = |c: &rapport_wire::client::RelayClient| c.connection().stats().udp_tx.bytes;
+    let before = tx(&conn);
+    client::round(&owner, &conn).await?;
+    let idle = tx(&conn) - before;
+    let partner = owner
+        .partners(&rapport_core::model::PartnerFilter::default())?
+        .into_iter()
+        .next()
+        .context("no partner")?;
+    owner.log_touchpoint(NewTouchpoint {
+        partner_id: partner.id,
+        kind: TouchpointKind::Call,
+        at: None,
+        outcome: None,
+        note: "Caught up about referrals".into(),
+        allow_contact_details: false,
+        member_id: None,
+    })?;
+    let change = owner
+        .changes_since(
+            SpaceKind::Practice,
+            &owner.sync_position(SpaceKind::Practice)?.acked_heads,
+        )?
+        .len();
+    let before = tx(&conn);
+    client::round(&owner, &conn).await?;
+    let wire = (tx(&conn) - before).saturating_sub(idle);
+    conn.close().await;
+    let overhead = wire as f64 / change as f64;
+    Ok((p50, p99, overhead, change, wire))
+}
+
+async fn bootstrap() -> Result<(f64, f64, usize)> {
+    let relay = start_relay()?;
+    let (practice_dir, _) = super::large_practice()?;
+    let owner = Home::open(practice_dir.path())?;
+    let document_bytes = owner.export_document(SpaceKind::Practice)?.len();
+    let started = Instant::now();
+    client::connect_practice(&owner, &setup_code(&relay)).await?;
+    let initial_push_s = started.elapsed().as_secs_f64();
+    let invite = client::create_invite(&owner, Role::Member, 3600).await?;
+    let dir = tempfile::tempdir()?;
+    let joiner = Home::open(dir.path())?;
+    let started = Instant::now();
+    client::join(&joiner, &invite, "New Colleague").await?;
+    let bootstrap_ms = started.elapsed().as_secs_f64() * 1_000.0;
+    if joiner.partner_count()? != owner.partner_count()? {
+        bail!("the joined device does not have the whole practice");
+    }
+    Ok((bootstrap_ms, initial_push_s, document_bytes))
+}
