@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use rapport_wire::frames::{Entry, ErrorCode, KeyEnvelope, MemberInfo, Role, Snapshot};
+use rapport_wire::frames::{
+    Entry, ErrorCode, KeyEnvelope, MAX_PULL_BYTES, MemberInfo, Role, Snapshot,
+};
 use rapport_wire::{DeviceId, SpaceId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
@@ -376,9 +378,19 @@ impl Store {
                     blob: r.get(3)?,
                 })
             })?;
-            let mut entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            let more = entries.len() > limit as usize;
-            entries.truncate(limit as usize);
+            // Stop at the count or at the byte budget, whichever comes first.
+            let mut entries = Vec::new();
+            let mut bytes = 0usize;
+            let mut more = false;
+            for row in rows {
+                let entry = row?;
+                if entries.len() == limit as usize || (!entries.is_empty() && bytes + entry.blob.len() > MAX_PULL_BYTES) {
+                    more = true;
+                    break;
+                }
+                bytes += entry.blob.len();
+                entries.push(entry);
+            }
             Ok((entries, more, u64::try_from(head).unwrap_or(0)))
         })
     }

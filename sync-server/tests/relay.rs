@@ -897,3 +897,55 @@ async fn a_stalled_client_does_not_hold_up_others() {
     );
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_of_large_entries_stays_under_the_frame_cap() {
+    let relay = TestRelay::start(loopback_config()).await;
+    let (space, owner) = practice(&relay).await;
+    let big = vec![7u8; MAX_BLOB - 1024];
+    for i in 0..20u8 {
+        push(&owner, space, i, &big).await.unwrap();
+    }
+    let Response::Entries {
+        entries,
+        more,
+        head,
+    } = owner
+        .client
+        .request(&Request::Pull {
+            space,
+            after: 0,
+            limit: 1_000,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let bytes: usize = entries.iter().map(|e| e.blob.len()).sum();
+    assert!(more && head == 20, "a byte budget ends the page early");
+    assert!(
+        bytes <= rapport_wire::frames::MAX_PULL_BYTES && !entries.is_empty(),
+        "{bytes} bytes in {} entries",
+        entries.len()
+    );
+    let Response::Entries {
+        entries: rest,
+        more,
+        ..
+    } = owner
+        .client
+        .request(&Request::Pull {
+            space,
+            after: entries.last().unwrap().seq,
+            limit: 1_000,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(entries.len() + rest.len(), 20);
+    assert!(!more);
+    relay.stop().await;
+}

@@ -16,6 +16,9 @@ pub const MAX_BLOB: usize = 1024 * 1024;
 pub const MAX_SNAPSHOT: usize = MAX_FRAME - 4096;
 /// The most entries one pull returns.
 pub const MAX_PULL: u32 = 1_000;
+/// The most blob bytes one pull returns (at least one entry, whatever its size), so a
+/// page of large entries stays well under [`MAX_FRAME`].
+pub const MAX_PULL_BYTES: usize = 16 * 1024 * 1024;
 /// The most key envelopes one request carries.
 pub const MAX_ENVELOPES: usize = 1_000;
 
