@@ -74,6 +74,7 @@ struct Writer {
 /// A device home. Thread-safe: share it behind an `Arc`.
 pub struct Home {
     path: PathBuf,
+    _checkpointer: store::Checkpointer,
     writer: Mutex<Writer>,
     reader: Mutex<Connection>,
     listeners: Listeners,
@@ -110,6 +111,7 @@ impl Home {
         };
         writer.load_identity(&path)?;
         let home = Home {
+            _checkpointer: store::Checkpointer::start(&path, std::time::Duration::from_millis(500)),
             path,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),

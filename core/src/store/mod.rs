@@ -214,6 +214,9 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
     // FULL: a write the API reported as committed survives power loss, not only a crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints run on the home's checkpointer thread, off the write path; this is
+    // only a safety net should that thread fall far behind (about 40 MB of WAL).
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     migrate(path, &conn, STORE_VERSION)?;
     optimize(&conn)?;
     Ok(conn)
@@ -224,6 +227,54 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
 pub fn optimize(conn: &Connection) -> Result<()> {
     conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")?;
     Ok(())
+}
+
+/// Copies the WAL into the database in the background, so that a durable write never
+/// pays for a checkpoint's fsync of the database file. Stops when dropped.
+pub struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts checkpointing `path` every `every`.
+    pub fn start(path: &Path, every: Duration) -> Checkpointer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let path = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("rapport-checkpoint".into())
+            .spawn(move || {
+                let Ok(conn) = Connection::open_with_flags(
+                    &path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                ) else {
+                    return;
+                };
+                // PASSIVE never waits for, or blocks, the writer or readers.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "background checkpoint skipped");
+                    }
+                }
+            })
+            .ok();
+        Checkpointer {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Opens a read-only connection for queries, so readers never block the writer.
