@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::crypto::{self, SpaceKey};
 pub use super::engine::SNAPSHOT_EVERY;
-use super::engine::{self, SpaceView, Step};
+use super::engine::{self, SpaceView, Step, Trigger};
 use crate::doc::SpaceKind;
 use crate::error::{Error, Result};
 use crate::home::{Home, RelayInfo};
@@ -268,12 +268,22 @@ pub async fn round_with_progress(
     client: &RelayClient,
     progress: &(dyn Fn(u32, u32) + Sync),
 ) -> Result<SyncReport> {
+    round_for(home, client, Trigger::Full, progress).await
+}
+
+/// A round for a trigger: full, pull-only after a notice, push-only after a local change.
+pub async fn round_for(
+    home: &Home,
+    client: &RelayClient,
+    trigger: Trigger,
+    progress: &(dyn Fn(u32, u32) + Sync),
+) -> Result<SyncReport> {
     let mut report = SyncReport::default();
     let kinds = [SpaceKind::Practice, SpaceKind::Personal];
     let total = u32::try_from(kinds.len()).unwrap_or(2);
     for (done, kind) in kinds.into_iter().enumerate() {
         progress(u32::try_from(done).unwrap_or(0), total);
-        for step in engine::plan(&view(home, kind)?) {
+        for step in engine::plan_for(&view(home, kind)?, trigger) {
             match step {
                 Step::FetchKeys => fetch_keys(home, client, kind).await?,
                 Step::Push => push(home, client, kind, &mut report).await?,
@@ -542,6 +552,10 @@ async fn pull(
         };
         for entry in entries {
             if entry.sender != me {
+                if home.space_key(kind, entry.epoch)?.is_none() {
+                    // A newer epoch: a device was removed and the key rotated.
+                    fetch_keys(home, client, kind).await?;
+                }
                 let opened = match home.space_key(kind, entry.epoch)? {
                     Some(key) => crypto::open(&key, space, entry.sender, &entry.blob)
                         .map_err(|e| e.to_string()),

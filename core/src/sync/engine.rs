@@ -41,19 +41,45 @@ pub enum Step {
     Snapshot,
 }
 
-/// The steps of a round for one space, in order. Keys come first (a rotation may have
-/// happened), then push (so that pulls return our own entries too), then pull; the
+/// Why a round runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// On connecting, and now and then: everything.
+    Full,
+    /// The relay announced new entries: only pull.
+    Notice,
+    /// Something changed here: only push.
+    Local,
+}
+
+/// The steps of a full round for one space, in order. Keys come first (a rotation may
+/// have happened), then push (so that pulls return our own entries too), then pull; the
 /// snapshot decision is taken again after the pull, from the new cursor.
 pub fn plan(view: &SpaceView) -> Vec<Step> {
+    plan_for(view, Trigger::Full)
+}
+
+/// The steps of a round for one space, for a trigger. Lean rounds keep an edit's way to
+/// the other devices short: the sender only pushes, receivers only pull (a pull that meets
+/// an entry of a newer epoch fetches keys by itself).
+pub fn plan_for(view: &SpaceView, trigger: Trigger) -> Vec<Step> {
     if !view.has_key {
         return Vec::new();
     }
-    let mut steps = vec![Step::FetchKeys];
-    if view.heads != view.acked {
-        steps.push(Step::Push);
+    let unpushed = view.heads != view.acked;
+    match trigger {
+        Trigger::Full => {
+            let mut steps = vec![Step::FetchKeys];
+            if unpushed {
+                steps.push(Step::Push);
+            }
+            steps.push(Step::Pull);
+            steps
+        }
+        Trigger::Notice => vec![Step::Pull],
+        Trigger::Local if unpushed => vec![Step::Push],
+        Trigger::Local => Vec::new(),
     }
-    steps.push(Step::Pull);
-    steps
 }
 
 /// Whether a space's log has grown enough since the last snapshot to fold it.
@@ -172,6 +198,21 @@ mod tests {
             .is_empty(),
             "an unsynced space is left alone"
         );
+    }
+
+    #[test]
+    fn lean_rounds_push_or_pull_only() {
+        let unpushed = SpaceView {
+            heads: vec![2],
+            ..view()
+        };
+        assert_eq!(plan_for(&unpushed, Trigger::Local), vec![Step::Push]);
+        assert!(
+            plan_for(&view(), Trigger::Local).is_empty(),
+            "nothing to push"
+        );
+        assert_eq!(plan_for(&unpushed, Trigger::Notice), vec![Step::Pull]);
+        assert_eq!(plan_for(&unpushed, Trigger::Full), plan(&unpushed));
     }
 
     #[test]

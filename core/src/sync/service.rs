@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{connect_known, round_with_progress};
+use super::client::{connect_known, round_for};
+use super::engine::Trigger;
 use super::engine::{Backoff, SyncStatus};
 use crate::doc::SpaceKind;
 use crate::events::{ChangeEvent, Origin};
@@ -100,9 +101,10 @@ async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken
                 None
             }
         };
+        let mut trigger = Trigger::Full;
         loop {
             let progress = |done, total| on_status(&SyncStatus::Syncing { done, total });
-            match round_with_progress(&home, &client, &progress).await {
+            match round_for(&home, &client, trigger, &progress).await {
                 Ok(report) => status(SyncStatus::UpToDate {
                     at_ms: home.clock().now_ms(),
                     refused: u32::try_from(report.rejected.len()).unwrap_or(u32::MAX),
@@ -120,15 +122,17 @@ async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            trigger = tokio::select! {
                 _ = stop.cancelled() => break,
-                alive = notice => if !alive {
+                alive = notice => if alive {
+                    Trigger::Notice
+                } else {
                     status(SyncStatus::Error { reason: "the relay connection dropped".into() });
                     break;
                 },
-                _ = local.notified() => {},
-                _ = tokio::time::sleep(PERIOD) => {},
-            }
+                _ = local.notified() => Trigger::Local,
+                _ = tokio::time::sleep(PERIOD) => Trigger::Full,
+            };
         }
         client.close().await;
         if !stop.is_cancelled() {
