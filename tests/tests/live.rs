@@ -133,6 +133,21 @@ async fn background_sync_propagates_and_survives_a_relay_killed_mid_sync() {
     assert_eq!(a.partner(&p.id).unwrap().city.as_deref(), Some("A 9"));
     assert_eq!(b.partner(&p.id).unwrap().city.as_deref(), Some("A 9"));
 
+    // A graceful restart (stdin closes: the relay finishes in-flight requests and closes
+    // its connections) while both keep editing.
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    let during = b
+        .add_partner(partner("Made During A Graceful Restart"))
+        .unwrap();
+    let (mut child, again) = serve(relay_dir.path(), &addr);
+    assert_eq!(again, addr);
+    eventually("both devices converge after a graceful restart", || {
+        a.partner(&during.id).is_ok()
+            && a.heads(SpaceKind::Practice).unwrap() == b.heads(SpaceKind::Practice).unwrap()
+    })
+    .await;
+
     service_a.stop().await;
     service_b.stop().await;
     assert!(
