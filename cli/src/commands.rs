@@ -334,6 +334,55 @@ pub fn run(cli: Cli) -> Result<()> {
             let epoch = runtime()?.block_on(client::remove_device(&home, &id))?;
             println!("Removed. The practice key moved to epoch {epoch}.");
         }
+        Command::Import {
+            format,
+            file,
+            dry_run,
+            skip_invalid,
+        } => {
+            if format != "csv" {
+                bail!("import {format:?}: only csv is supported");
+            }
+            let bar = indicatif::ProgressBar::new(0);
+            let report = crate::import::import_csv(&home, &file, dry_run, skip_invalid, &|n| {
+                bar.set_position(n as u64);
+            })?;
+            bar.finish_and_clear();
+            show(json, &report, |r| {
+                println!("Columns:");
+                for (header, field) in &r.columns {
+                    println!(
+                        "  {:<24} -> {}",
+                        cell(header, 24),
+                        field.unwrap_or("(ignored)")
+                    );
+                }
+                println!("Rows: {}", r.rows);
+                for (line, error) in &r.errors {
+                    println!("Line {line}: {error}");
+                }
+                if r.written {
+                    println!(
+                        "Imported: {} partners created, {} matched, {} referrals.",
+                        r.partners_created, r.partners_matched, r.referrals
+                    );
+                } else if dry_run && r.errors.is_empty() {
+                    println!(
+                        "Dry run: would create {} partners and {} referrals. Nothing was written.",
+                        r.partners_created, r.referrals
+                    );
+                } else {
+                    println!(
+                        "Nothing was written: fix the lines above, or pass --skip-invalid to import the other rows."
+                    );
+                }
+            })?;
+            // Errors stop an import unless the user asked to skip them.
+            if !report.errors.is_empty() && !skip_invalid {
+                std::process::exit(1);
+            }
+        }
+        Command::Export { format, out } => export(&home, &format, out.as_deref())?,
         Command::Demo | Command::Completions { .. } => {}
     }
     Ok(())
@@ -563,4 +612,107 @@ fn insights(home: &Home, json: bool, today: Day, which: &str) -> Result<()> {
             bail!("unknown insight {other:?}: use reciprocity, streams, cold, trends or digest")
         }
     }
+}
+
+fn export(home: &Home, format: &str, out: Option<&std::path::Path>) -> Result<()> {
+    let bytes: Vec<u8> = match format {
+        "json" => {
+            let all = PartnerFilter {
+                include_archived: true,
+                limit: Some(1_000),
+                ..Default::default()
+            };
+            let mut partners = Vec::new();
+            let mut offset = 0;
+            loop {
+                let page = home.partners(&PartnerFilter {
+                    offset: Some(offset),
+                    ..all.clone()
+                })?;
+                if page.is_empty() {
+                    break;
+                }
+                offset += u32::try_from(page.len()).unwrap_or(u32::MAX);
+                partners.extend(page);
+            }
+            let mut touchpoints = Vec::new();
+            let mut referrals = Vec::new();
+            let mut followups = Vec::new();
+            for p in &partners {
+                touchpoints.extend(home.touchpoints_of(&p.id)?);
+                referrals.extend(home.referrals_of(&p.id)?);
+                followups.extend(home.followups_of(&p.id)?);
+            }
+            let value = json!({
+                "practice": home.identity()?.map(|i| i.practice_name),
+                "members": home.members()?,
+                "streams": home.streams()?,
+                "partners": partners,
+                "touchpoints": touchpoints,
+                "referrals": referrals,
+                "followups": followups,
+            });
+            serde_json::to_vec_pretty(&value)?
+        }
+        "csv" => {
+            let streams: std::collections::HashMap<String, String> = home
+                .streams()?
+                .into_iter()
+                .map(|s| (s.id, s.name))
+                .collect();
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record([
+                "name",
+                "kind",
+                "organization",
+                "email",
+                "phone",
+                "city",
+                "region",
+                "specialties",
+                "stream",
+            ])?;
+            for p in home.partners(&PartnerFilter {
+                limit: Some(1_000),
+                ..Default::default()
+            })? {
+                let stream = p
+                    .stream_id
+                    .as_ref()
+                    .and_then(|s| streams.get(s))
+                    .cloned()
+                    .unwrap_or_default();
+                writer.write_record([
+                    p.name.as_str(),
+                    p.kind.code(),
+                    p.organization.as_deref().unwrap_or(""),
+                    p.email.as_deref().unwrap_or(""),
+                    p.phone.as_deref().unwrap_or(""),
+                    p.city.as_deref().unwrap_or(""),
+                    p.region.as_deref().unwrap_or(""),
+                    &p.specialties.join(";"),
+                    &stream,
+                ])?;
+            }
+            writer
+                .into_inner()
+                .map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?
+        }
+        "automerge" => {
+            if out.is_none() {
+                bail!("export automerge writes binary: pass --out FILE");
+            }
+            home.export_document(rapport_core::SpaceKind::Practice)?
+        }
+        other => bail!("export {other:?}: use json, csv or automerge"),
+    };
+    match out {
+        Some(path) => std::fs::write(path, bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod commands;
 mod demo;
+mod import;
 mod output;
 
 use std::path::PathBuf;
@@ -227,6 +228,33 @@ pub enum Command {
         /// `remove ID` to remove a device.
         #[command(subcommand)]
         action: Option<DevicesCommand>,
+    },
+    /// Imports a referral tracker kept in a spreadsheet (CSV): partners, and referrals
+    /// with direction and date. Nothing is written unless every row is valid.
+    ///
+    /// Example: rapport import csv tracker.csv --dry-run
+    Import {
+        /// The format: csv.
+        format: String,
+        /// The file.
+        file: PathBuf,
+        /// Check and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import the valid rows even if some are not.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Exports the practice: json (everything), csv (partners, importable again) or
+    /// automerge (the document's bytes).
+    ///
+    /// Example: rapport export csv --out partners.csv
+    Export {
+        /// json, csv or automerge.
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Prints shell completions.
     ///

@@ -303,3 +303,117 @@ async fn two_homes_sync_through_a_real_relay() {
     let _ = stop.send(());
     serving.await.unwrap();
 }
+
+const MESSY: &str = "Name,Type,City,Referred,Date,Concerns,Notes,Extra\n\
+Dr. Lee Park,therapist,Portland,in,2026-01-05,anxiety,met at lunch,x\n\
+\n\
+Hope Circle,community_group,Salem,,,,,\n\
+Dr. Lee Park,therapist,Portland,out,2026-02-30,couples,,\n\
+East Clinic,physician,Bend,in,2026-03-01,depression;grief,,\n";
+
+#[test]
+fn a_messy_csv_is_reported_exactly_and_imported_all_or_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    stdout(rapport(h).args(["init", "--practice", "P", "--member", "M"]));
+    let file = home.path().join("tracker.csv");
+    std::fs::write(&file, MESSY).unwrap();
+
+    let refused = rapport(h)
+        .args(["import", "csv"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let report = String::from_utf8(refused.stdout).unwrap();
+    let expected = "Columns:\n  Name                     -> name\n  Type                     -> kind\n  City                     -> city\n  Referred                 -> direction\n  Date                     -> date\n  Concerns                 -> concerns\n  Notes                    -> (ignored)\n  Extra                    -> (ignored)\nRows: 4\nLine 5: invalid date: \"2026-02-30\" is not a day; write it as YYYY-MM-DD\nNothing was written: fix the lines above, or pass --skip-invalid to import the other rows.\n";
+    assert_eq!(report, expected);
+    assert_eq!(
+        json(rapport(h).args(["partner", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let dry = json(
+        rapport(h)
+            .args(["import", "csv"])
+            .arg(&file)
+            .args(["--dry-run", "--skip-invalid"]),
+    );
+    assert_eq!(
+        (dry["written"].as_bool(), dry["partners_created"].as_u64()),
+        (Some(false), Some(3))
+    );
+    assert_eq!(
+        json(rapport(h).args(["partner", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "a dry run writes nothing"
+    );
+
+    let done = json(
+        rapport(h)
+            .args(["import", "csv"])
+            .arg(&file)
+            .arg("--skip-invalid"),
+    );
+    assert_eq!(
+        (
+            done["written"].as_bool(),
+            done["partners_created"].as_u64(),
+            done["referrals"].as_u64()
+        ),
+        (Some(true), Some(3), Some(2))
+    );
+    assert_eq!(done["errors"][0][0], 5);
+    let again = json(
+        rapport(h)
+            .args(["import", "csv"])
+            .arg(&file)
+            .arg("--skip-invalid"),
+    );
+    assert_eq!(
+        (
+            again["partners_created"].as_u64(),
+            again["partners_matched"].as_u64()
+        ),
+        (Some(0), Some(3)),
+        "partners are matched by name"
+    );
+    assert_eq!(
+        (
+            again["referrals"].as_u64(),
+            again["referrals_already_known"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "re-importing does not double-count"
+    );
+
+    // Export: CSV imports again into a fresh home; JSON holds everything; Automerge bytes.
+    let csv_out = home.path().join("partners.csv");
+    stdout(rapport(h).args(["export", "csv", "--out"]).arg(&csv_out));
+    let other = tempfile::tempdir().unwrap();
+    stdout(rapport(other.path()).args(["init", "--practice", "Q", "--member", "N"]));
+    let round = json(rapport(other.path()).args(["import", "csv"]).arg(&csv_out));
+    assert_eq!(round["partners_created"], 3);
+    let everything: Value =
+        serde_json::from_str(&stdout(rapport(h).args(["export", "json"]))).unwrap();
+    assert_eq!(everything["referrals"].as_array().unwrap().len(), 2);
+    assert_eq!(everything["partners"].as_array().unwrap().len(), 3);
+    let doc = home.path().join("practice.automerge");
+    stdout(rapport(h).args(["export", "automerge", "--out"]).arg(&doc));
+    assert_eq!(
+        &std::fs::read(&doc).unwrap()[..4],
+        &[0x85, 0x6f, 0x4a, 0x83],
+        "Automerge magic bytes"
+    );
+    let binary = rapport(h).args(["export", "automerge"]).output().unwrap();
+    assert!(
+        !binary.status.success(),
+        "binary is not written to a terminal without --out"
+    );
+}

@@ -95,6 +95,15 @@ impl Home {
         }
     }
 
+    /// The partner (not archived) with exactly this name, ignoring case.
+    pub fn partners_by_exact_name(&self, name: &str) -> Result<Option<Partner>> {
+        let key = crate::store::read_model::name_key(name);
+        let candidates = queries::partners_by_name_prefix(&self.lock_reader(), name, 50)?;
+        Ok(candidates
+            .into_iter()
+            .find(|p| crate::store::read_model::name_key(&p.name) == key))
+    }
+
     /// Number of partners that are not archived.
     pub fn partner_count(&self) -> Result<u64> {
         queries::partner_count(&self.lock_reader())
