@@ -70,7 +70,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status => {
             let identity = home.identity()?;
             let relay = home.relay()?;
+            let sync = match (&identity, &relay) {
+                (Some(_), Some(_)) => {
+                    let position = home.sync_position(rapport_core::SpaceKind::Practice)?;
+                    let unpushed =
+                        home.heads(rapport_core::SpaceKind::Practice)? != position.acked_heads;
+                    json!({ "cursor": position.cursor, "unpushed_changes": unpushed })
+                }
+                _ => serde_json::Value::Null,
+            };
             let value = json!({
+                "sync": sync,
                 "practice": identity.as_ref().map(|i| &i.practice_name),
                 "practice_id": identity.as_ref().map(|i| &i.practice_id),
                 "member_id": identity.as_ref().map(|i| &i.member_id),

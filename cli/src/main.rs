@@ -94,6 +94,8 @@ pub enum Command {
     /// Example: rapport status --json
     Status,
     /// Partners: add, list, show, edit, archive.
+    ///
+    /// Example: rapport partner list --kind therapist
     #[command(subcommand)]
     Partner(Box<PartnerCommand>),
     /// Logs an outreach to a partner (id or unambiguous name prefix).
@@ -141,6 +143,8 @@ pub enum Command {
         at: Option<String>,
     },
     /// Referrals: list, update status.
+    ///
+    /// Example: rapport referral list
     #[command(subcommand)]
     Referral(ReferralCommand),
     /// Lists open follow-ups due this week (or only overdue ones).
@@ -152,9 +156,13 @@ pub enum Command {
         overdue: bool,
     },
     /// Completes or snoozes a follow-up.
+    ///
+    /// Example: rapport followup done 0190f3a2-...
     #[command(subcommand)]
     Followup(FollowupCommand),
     /// You: your ideal-client statement.
+    ///
+    /// Example: rapport me ideal-client "Couples rebuilding trust"
     #[command(subcommand)]
     Me(MeCommand),
     /// Insights: reciprocity, streams, cold, trends, digest.
@@ -194,6 +202,8 @@ pub enum Command {
         accepting: bool,
     },
     /// The relay: connect this practice with a setup code.
+    ///
+    /// Example: rapport relay connect RAPPORT-SETUP-...
     #[command(subcommand)]
     Relay(RelayCommand),
     /// Creates an invite code for a colleague (owner or admin).
@@ -218,12 +228,16 @@ pub enum Command {
         member: String,
     },
     /// Syncs with the relay now (or keeps syncing with --watch, until Ctrl-C).
+    ///
+    /// Example: rapport sync --watch
     Sync {
         /// Keep syncing in the background until interrupted.
         #[arg(long)]
         watch: bool,
     },
     /// Lists the practice's devices, or removes one.
+    ///
+    /// Example: rapport devices --json
     Devices {
         /// `remove ID` to remove a device.
         #[command(subcommand)]
@@ -305,11 +319,15 @@ pub enum PartnerCommand {
         archived: bool,
     },
     /// Shows one partner with its touchpoints and referrals.
+    ///
+    /// Example: rapport partner show "Dr. Lee"
     Show {
         /// Id or name prefix.
         partner: String,
     },
     /// Edits a partner: only the fields given change.
+    ///
+    /// Example: rapport partner edit "Dr. Lee" --city Salem --specialty couples --specialty grief
     Edit {
         /// Id or name prefix.
         partner: String,
@@ -321,6 +339,8 @@ pub enum PartnerCommand {
         fields: PartnerFields,
     },
     /// Archives a partner (history stays).
+    ///
+    /// Example: rapport partner archive "Dr. Lee"
     Archive {
         /// Id or name prefix.
         partner: String,
@@ -331,6 +351,8 @@ pub enum PartnerCommand {
 #[derive(Subcommand)]
 pub enum ReferralCommand {
     /// Lists referrals, newest first.
+    ///
+    /// Example: rapport referral list --json
     List,
     /// Sets a referral's status (and outcome).
     ///
@@ -349,12 +371,16 @@ pub enum ReferralCommand {
 /// `rapport followup ...`
 #[derive(Subcommand)]
 pub enum FollowupCommand {
-    /// Marks a follow-up done.
+    /// Marks a follow-up done (a repeating one schedules its next).
+    ///
+    /// Example: rapport followup done 0190f3a2-...
     Done {
         /// Follow-up id.
         id: String,
     },
     /// Moves a follow-up to a later day.
+    ///
+    /// Example: rapport followup snooze 0190f3a2-... --until 2026-12-15
     Snooze {
         /// Follow-up id.
         id: String,
@@ -368,6 +394,8 @@ pub enum FollowupCommand {
 #[derive(Subcommand)]
 pub enum MeCommand {
     /// Sets your ideal-client statement.
+    ///
+    /// Example: rapport me ideal-client "Adults with anxiety who want evening sessions"
     IdealClient {
         /// The statement.
         text: String,
@@ -378,6 +406,8 @@ pub enum MeCommand {
 #[derive(Subcommand)]
 pub enum RelayCommand {
     /// Connects this practice to a relay with its one-time setup code.
+    ///
+    /// Example: rapport relay connect RAPPORT-SETUP-...
     Connect {
         /// The setup code (RAPPORT-SETUP-...).
         code: String,
@@ -388,6 +418,8 @@ pub enum RelayCommand {
 #[derive(Subcommand)]
 pub enum DevicesCommand {
     /// Removes a device (owner or admin); the practice key rotates.
+    ///
+    /// Example: rapport devices remove 649161b3e00c18e58ac8da9951265a18
     Remove {
         /// Device id (see `rapport devices`).
         id: String,

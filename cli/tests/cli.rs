@@ -6,8 +6,7 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use rapport_relay::data::DataDir;
-use rapport_relay::server::{Config, Relay};
+use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
 fn rapport(home: &Path) -> Command {
@@ -121,6 +120,19 @@ fn the_offline_flow_with_stable_json() {
         (Some("Riverside"), Some(1))
     );
     stdout(rapport(h).args(["insights", "digest"]));
+    let streams = json(rapport(h).args(["insights", "streams"]));
+    assert_eq!(
+        (streams[0]["days"].as_u64(), streams[1]["days"].as_u64()),
+        (Some(90), Some(365))
+    );
+    assert!(json(rapport(h).args(["insights", "cold"])).is_array());
+    assert_eq!(
+        json(rapport(h).args(["insights", "trends"]))["months"]
+            .as_array()
+            .unwrap()
+            .len(),
+        12
+    );
     stdout(rapport(h).args(["me", "ideal-client", "Adults with anxiety"]));
     let archived = json(rapport(h).args(["partner", "archive", &id]));
     assert_eq!(archived["archived"], true);
@@ -205,103 +217,178 @@ fn bad_input_says_what_to_type_and_changes_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_homes_sync_through_a_real_relay() {
+/// The `rapport-relay` binary of this workspace (built by `cargo test --workspace`).
+fn relay_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().unwrap().parent().unwrap();
+    let bin = target.join(format!("rapport-relay{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "rapport-relay", "--bin", "rapport-relay"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    bin
+}
+
+#[test]
+fn two_homes_sync_through_a_real_relay_process() {
     let relay_dir = tempfile::tempdir().unwrap();
-    let data = DataDir::init(relay_dir.path(), "127.0.0.1:1").unwrap();
-    let store = data.store().unwrap();
-    let relay = Relay::bind(
-        store.clone(),
-        &data.identity,
-        Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        },
-    )
-    .unwrap();
-    data.set_public_addr(&relay.local_addr().unwrap().to_string())
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let init = std::process::Command::new(relay_binary())
+        .args(["init", "--data"])
+        .arg(relay_dir.path())
+        .args(["--public-addr", &addr])
+        .output()
         .unwrap();
-    let setup = data.new_setup_code(&store).unwrap().encode();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(relay.run(async {
-        let _ = stopped.await;
-    }));
+    assert!(init.status.success());
+    let setup = String::from_utf8(init.stdout)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("RAPPORT-SETUP-"))
+        .unwrap()
+        .to_string();
+    let mut relay = std::process::Command::new(relay_binary())
+        .args(["serve", "--data"])
+        .arg(relay_dir.path())
+        .args(["--listen", &addr])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
 
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, b) = (a.path().to_path_buf(), b.path().to_path_buf());
-    let run = |home: std::path::PathBuf, args: Vec<String>| {
-        tokio::task::spawn_blocking(move || stdout(rapport(&home).args(&args)))
-    };
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    run(
-        a.clone(),
-        s(&["init", "--practice", "Synced", "--member", "Ana"]),
-    )
-    .await
-    .unwrap();
-    run(
-        a.clone(),
-        s(&[
-            "partner",
-            "add",
-            "--name",
-            "Shared Partner",
-            "--kind",
-            "physician",
-        ]),
-    )
-    .await
-    .unwrap();
-    run(a.clone(), vec!["relay".into(), "connect".into(), setup])
-        .await
-        .unwrap();
-    let invite = run(
-        a.clone(),
-        s(&["invite", "--role", "member", "--expires", "2h"]),
-    )
-    .await
-    .unwrap();
-    run(
-        b.clone(),
-        vec![
-            "join".into(),
-            invite.trim().to_string(),
-            "--member".into(),
-            "Ben".into(),
-        ],
-    )
-    .await
-    .unwrap();
-    run(
-        b.clone(),
-        s(&["partner", "add", "--name", "From Ben", "--kind", "school"]),
-    )
-    .await
-    .unwrap();
-    run(b.clone(), s(&["sync"])).await.unwrap();
-    run(a.clone(), s(&["sync"])).await.unwrap();
-    let list = run(a.clone(), s(&["--json", "partner", "list"]))
-        .await
-        .unwrap();
-    let names: Vec<String> = serde_json::from_str::<Value>(&list)
-        .unwrap()
+    let (a, b) = (a.path(), b.path());
+    stdout(rapport(a).args(["init", "--practice", "Synced", "--member", "Ana"]));
+    stdout(rapport(a).args([
+        "partner",
+        "add",
+        "--name",
+        "Shared Partner",
+        "--kind",
+        "physician",
+    ]));
+    // The relay may take a moment to listen.
+    let mut connected = false;
+    for _ in 0..50 {
+        if rapport(a)
+            .args(["relay", "connect", &setup])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            connected = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(connected, "could not connect to the relay");
+    let invite = stdout(rapport(a).args(["invite", "--role", "member", "--expires", "2h"]));
+    stdout(rapport(b).args(["join", invite.trim(), "--member", "Ben"]));
+    stdout(rapport(b).args(["partner", "add", "--name", "From Ben", "--kind", "school"]));
+    stdout(rapport(b).arg("sync"));
+    stdout(rapport(a).arg("sync"));
+    let names: Vec<String> = json(rapport(a).args(["partner", "list"]))
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, vec!["From Ben", "Shared Partner"]);
-    let devices = run(a.clone(), s(&["--json", "devices"])).await.unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(&devices)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
+    let devices = json(rapport(a).arg("devices"));
+    assert_eq!(devices.as_array().unwrap().len(), 2);
+    let status = json(rapport(a).arg("status"));
+    assert_eq!(status["sync"]["unpushed_changes"], false);
+    // Background sync until interrupted.
+    let watch = std::process::Command::cargo_bin("rapport")
+        .unwrap()
+        .arg("--home")
+        .arg(a)
+        .args(["sync", "--watch"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "sync --watch ends cleanly on Ctrl-C");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("up_to_date"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let _ = stop.send(());
-    serving.await.unwrap();
+    // Removing Ben's device: refused from then on.
+    let ben = json(rapport(b).arg("status"))["device_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stdout(rapport(a).args(["devices", "remove", &ben])).contains("epoch 2"));
+    let refused = rapport(b).arg("sync").output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no longer"));
+    relay.kill().unwrap();
+    relay.wait().unwrap();
+}
+
+#[test]
+fn follow_ups_edits_and_the_demo() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    stdout(rapport(h).args(["init", "--practice", "P", "--member", "M"]));
+    stdout(rapport(h).args([
+        "partner",
+        "add",
+        "--name",
+        "Quiet Partner",
+        "--kind",
+        "therapist",
+    ]));
+    stdout(rapport(h).args([
+        "touch",
+        "Quiet",
+        "--kind",
+        "call",
+        "--outcome",
+        "no_response",
+        "--at",
+        "2020-01-01",
+    ]));
+    let due = json(rapport(h).arg("followups"));
+    let id = due[0]["followup"]["id"].as_str().unwrap().to_string();
+    let snoozed = json(rapport(h).args(["followup", "snooze", &id, "--until", "2099-01-01"]));
+    assert_eq!(snoozed["due"], "2099-01-01");
+    let done = json(rapport(h).args(["followup", "done", &id]));
+    assert_eq!(done["status"], "done");
+    let edited = json(rapport(h).args([
+        "partner",
+        "edit",
+        "Quiet",
+        "--city",
+        "Salem",
+        "--specialty",
+        "grief",
+    ]));
+    assert_eq!(
+        (edited["city"].as_str(), edited["specialties"][0].as_str()),
+        (Some("Salem"), Some("grief"))
+    );
+    let referrals = json(rapport(h).args(["referral", "list"]));
+    assert!(referrals.as_array().unwrap().is_empty());
+    let demo = stdout(Command::cargo_bin("rapport").unwrap().arg("demo"));
+    assert!(
+        demo.contains("All three devices hold the same network: true"),
+        "{demo}"
+    );
 }
 
 const MESSY: &str = "Name,Type,City,Referred,Date,Concerns,Notes,Extra\n\
