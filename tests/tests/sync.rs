@@ -571,3 +571,90 @@ async fn a_history_larger_than_one_relay_entry_is_pushed_in_pieces() {
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinicians_second_device_shares_their_personal_space_and_nothing_is_re_uploaded() {
+    let relay = relay().await;
+    let (d1, d2, db) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let laptop = home(d1.path());
+    laptop.create_practice("Two Devices", "Ana").unwrap();
+    let p = laptop.add_partner(partner("Shared Partner")).unwrap();
+    client::connect_practice(&laptop, &(relay.setup_code)())
+        .await
+        .unwrap();
+    let colleague = home(db.path());
+    client::join(
+        &colleague,
+        &client::create_invite(&laptop, Role::Member, 3600)
+            .await
+            .unwrap(),
+        "Ben",
+    )
+    .await
+    .unwrap();
+    laptop
+        .add_note(&p.id, "Private to Ana: prefers email")
+        .unwrap();
+    sync(&laptop).await;
+
+    let phone = home(d2.path());
+    let invite = client::create_device_invite(&laptop, 3600).await.unwrap();
+    let report_before = client::devices(&laptop).await.unwrap().len();
+    let identity = client::join(&phone, &invite, "ignored for a second device")
+        .await
+        .unwrap();
+    assert_eq!(
+        identity.member_id,
+        laptop.identity().unwrap().unwrap().member_id,
+        "the same clinician"
+    );
+    assert_eq!(
+        phone.notes_of(&p.id).unwrap().len(),
+        1,
+        "their personal notes came along"
+    );
+    assert_eq!(
+        client::devices(&laptop).await.unwrap().len(),
+        report_before + 1
+    );
+    // Nothing it downloaded is pushed back: its first round only pushed its own change.
+    assert_eq!(client::sync_now(&phone).await.unwrap().pushed, 0);
+
+    phone.add_note(&p.id, "Written on the phone").unwrap();
+    phone
+        .edit_partner(
+            &p.id,
+            PartnerEdit {
+                city: Some("Eugene".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    for h in [&phone, &laptop, &colleague] {
+        sync(h).await;
+    }
+    assert_eq!(
+        laptop.notes_of(&p.id).unwrap().len(),
+        2,
+        "notes sync between the clinician's devices"
+    );
+    assert!(
+        colleague.notes_of(&p.id).unwrap().is_empty(),
+        "and never to colleagues"
+    );
+    assert_eq!(
+        colleague.partner(&p.id).unwrap().city.as_deref(),
+        Some("Eugene")
+    );
+    assert_eq!(
+        laptop.members().unwrap().len(),
+        2,
+        "no new member for a second device"
+    );
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}

@@ -42,6 +42,23 @@ pub struct InviteCode {
     pub key: [u8; 32],
     /// Unix seconds after which the relay refuses the token.
     pub expires_at: i64,
+    /// For a clinician's own new device: the member it belongs to (none for a colleague).
+    pub member: Option<String>,
+    /// For a clinician's own new device: their personal space.
+    pub personal: Option<PersonalInvite>,
+}
+
+/// The personal-space part of an invite for a clinician's own new device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonalInvite {
+    /// The personal space.
+    pub space: SpaceId,
+    /// Single-use invite token for it.
+    pub token: Vec<u8>,
+    /// Key epoch.
+    pub epoch: u32,
+    /// The personal space's key.
+    pub key: [u8; 32],
 }
 
 /// Why a code was refused.
@@ -146,6 +163,13 @@ mod tests {
             epoch: 1,
             key: [4; 32],
             expires_at: 1_900_000_000,
+            member: Some("m".into()),
+            personal: Some(PersonalInvite {
+                space: SpaceId([5; 16]),
+                token: vec![6],
+                epoch: 1,
+                key: [7; 32],
+            }),
         };
         assert_eq!(InviteCode::decode(&invite.encode()).unwrap(), invite);
     }

@@ -110,6 +110,7 @@ impl Home {
         }
         let device_id = device_id(&writer.conn)?;
         practice.set_actor(doc::actor_for(&device_id));
+        let relay_heads = practice.get_heads();
         practice
             .transact_with(
                 |_| doc::commit_options(&member_id, now_ms),
@@ -133,18 +134,110 @@ impl Home {
         };
         self.install(&mut writer, &ids, practice)?;
         drop(writer);
+        // What the document was joined from is already on the relay: only this device's
+        // own changes need pushing.
+        self.set_acked_heads(SpaceKind::Practice, &relay_heads)?;
+        self.identity()?.ok_or(Error::NoPractice)
+    }
+
+    /// Adds this device to an existing clinician of a practice (their second device):
+    /// the practice document and their personal space come from the relay; this device
+    /// joins the member's devices instead of creating a new member.
+    pub fn add_device(
+        &self,
+        practice_id: &str,
+        practice_document: &[u8],
+        member_id: &str,
+        personal_id: &str,
+        personal_document: &[u8],
+    ) -> Result<Identity> {
+        let practice_id = validate::id("practice id", practice_id)?;
+        let personal_id = validate::id("personal space id", personal_id)?;
+        let member_id = validate::id("member id", member_id)?;
+        let mut practice = Automerge::load(practice_document)
+            .map_err(|e| Error::CorruptDocument(e.to_string()))?;
+        doc::check_shape(&practice, SpaceKind::Practice)?;
+        let personal = Automerge::load(personal_document)
+            .map_err(|e| Error::CorruptDocument(e.to_string()))?;
+        doc::check_shape(&personal, SpaceKind::Personal)?;
+        if crate::doc::fields::get_str(&personal, &ROOT, "owner_member").as_deref()
+            != Some(member_id.as_str())
+        {
+            return Err(Error::Conflict(
+                "that personal space belongs to another clinician".into(),
+            ));
+        }
+        let schema = doc::schema_of(&practice);
+        if schema > SCHEMA_VERSION {
+            return Err(Error::ReadOnly {
+                space: "practice",
+                found: schema,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let now_ms = self.clock.now_ms();
+        let mut writer = self.lock_writer();
+        if writer.ids.is_some() {
+            let name = queries::practice_name(&writer.conn)?.unwrap_or_default();
+            return Err(Error::PracticeExists(name));
+        }
+        let device_id = device_id(&writer.conn)?;
+        practice.set_actor(doc::actor_for(&device_id));
+        let relay_heads = practice.get_heads();
+        let personal_heads = personal.get_heads();
+        practice
+            .transact_with(
+                |_| doc::commit_options(&member_id, now_ms),
+                |tx| -> Result<()> {
+                    let member = doc::entity(tx, doc::Collection::Members, &member_id)?
+                        .ok_or_else(|| Error::NotFound {
+                            entity: "member",
+                            id: member_id.clone(),
+                        })?;
+                    let devices = match crate::doc::fields::get_map(tx, &member, "devices") {
+                        Some(devices) => devices,
+                        None => tx.put_object(&member, "devices", ObjType::Map)?,
+                    };
+                    tx.put(&devices, device_id.as_str(), true)?;
+                    Ok(())
+                },
+            )
+            .map_err(|f| f.error)?;
+        let ids = Ids {
+            device_id,
+            member_id,
+            practice_id,
+            personal_id,
+        };
+        self.install_with(&mut writer, &ids, practice, Some(personal))?;
+        drop(writer);
+        self.set_acked_heads(SpaceKind::Practice, &relay_heads)?;
+        self.set_acked_heads(SpaceKind::Personal, &personal_heads)?;
         self.identity()?.ok_or(Error::NoPractice)
     }
 
     /// Stores a new practice document, a fresh personal space and the ids, in one
     /// transaction, and builds the read model.
     fn install(&self, writer: &mut super::Writer, ids: &Ids, practice: Automerge) -> Result<()> {
+        self.install_with(writer, ids, practice, None)
+    }
+
+    fn install_with(
+        &self,
+        writer: &mut super::Writer,
+        ids: &Ids,
+        practice: Automerge,
+        personal: Option<Automerge>,
+    ) -> Result<()> {
         let now_ms = self.clock.now_ms();
         let actor = doc::actor_for(&ids.device_id);
         let member_id = ids.member_id.clone();
-        let personal = doc::genesis(SpaceKind::Personal, actor, &member_id, now_ms, |tx| {
-            put_str(tx, &ROOT, "owner_member", &member_id)
-        })?;
+        let personal = match personal {
+            Some(personal) => personal.with_actor(actor),
+            None => doc::genesis(SpaceKind::Personal, actor, &member_id, now_ms, |tx| {
+                put_str(tx, &ROOT, "owner_member", &member_id)
+            })?,
+        };
         let tx =
             rusqlite::Transaction::new_unchecked(&writer.conn, TransactionBehavior::Immediate)?;
         for (key, value) in [

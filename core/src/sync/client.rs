@@ -138,6 +138,89 @@ pub async fn create_invite(home: &Home, role: Role, ttl_secs: u64) -> Result<Str
         epoch: key.epoch,
         key: *key.bytes(),
         expires_at,
+        member: None,
+        personal: None,
+    }
+    .encode())
+}
+
+/// Creates an invite code for another device of this clinician (their phone, say): it
+/// joins as the same member and receives their personal space too.
+pub async fn create_device_invite(home: &Home, ttl_secs: u64) -> Result<String> {
+    let relay = home.relay()?.ok_or_else(|| {
+        Error::Sync("connect the practice to a relay before adding a device".into())
+    })?;
+    let client = connect(home, &relay.addr, relay.fingerprint).await?;
+    let practice = space_of(home, SpaceKind::Practice)?;
+    let personal = space_of(home, SpaceKind::Personal)?;
+    let me = home.device_identity()?.device_id();
+    let Response::Members(members) = client
+        .request(&Request::ListMembers { space: practice })
+        .await
+        .map_err(sync_error)?
+    else {
+        return Err(Error::Sync("the relay answered a member list oddly".into()));
+    };
+    // The new device may manage the practice if this one may (an owner's second device
+    // becomes an admin: a practice has one owner device).
+    let role = match members.iter().find(|m| m.device == me).map(|m| m.role) {
+        Some(Role::Owner | Role::Admin) => Role::Admin,
+        _ => Role::Member,
+    };
+    let invite = |space| Request::CreateInvite {
+        space,
+        role: if space == personal {
+            Role::Member
+        } else {
+            role
+        },
+        ttl_secs,
+    };
+    let Response::Invite { token, expires_at } = client
+        .request(&invite(practice))
+        .await
+        .map_err(sync_error)?
+    else {
+        return Err(Error::Sync(
+            "the relay answered an invite request oddly".into(),
+        ));
+    };
+    let Response::Invite {
+        token: personal_token,
+        ..
+    } = client
+        .request(&invite(personal))
+        .await
+        .map_err(sync_error)?
+    else {
+        return Err(Error::Sync(
+            "the relay answered an invite request oddly".into(),
+        ));
+    };
+    let practice_key = home
+        .current_space_key(SpaceKind::Practice)?
+        .ok_or_else(|| Error::Sync("no practice key".into()))?;
+    let personal_key = home
+        .current_space_key(SpaceKind::Personal)?
+        .ok_or_else(|| Error::Sync("no personal key".into()))?;
+    let member = home.identity()?.ok_or(Error::NoPractice)?.member_id;
+    client.close().await;
+    Ok(InviteCode {
+        addr: relay.addr,
+        fingerprint: relay.fingerprint,
+        space: practice,
+        role,
+        token,
+        epoch: practice_key.epoch,
+        key: *practice_key.bytes(),
+        expires_at,
+        member: Some(member),
+        personal: Some(rapport_wire::codes::PersonalInvite {
+            space: personal,
+            token: personal_token,
+            epoch: personal_key.epoch,
+            key: *personal_key.bytes(),
+        }),
     }
     .encode())
 }
@@ -171,6 +254,38 @@ pub async fn join_with_progress(
     let (bytes, cursor, rejected) = bootstrap(&client, invite.space, &key, progress).await?;
     if !rejected.is_empty() {
         tracing::warn!(count = rejected.len(), "entries refused while joining");
+    }
+    if let (Some(member), Some(personal)) = (&invite.member, &invite.personal) {
+        // Another device of an existing clinician: same member, their personal space too.
+        client
+            .request(&Request::Join {
+                space: personal.space,
+                token: personal.token.clone(),
+                x25519,
+            })
+            .await
+            .map_err(sync_error)?;
+        let personal_key = SpaceKey::from_bytes(personal.epoch, personal.key);
+        let (personal_bytes, personal_cursor, _) =
+            bootstrap(&client, personal.space, &personal_key, &|_, _| {}).await?;
+        let identity = home.add_device(
+            &invite.space.to_string(),
+            &bytes,
+            member,
+            &personal.space.to_string(),
+            &personal_bytes,
+        )?;
+        home.set_relay(&RelayInfo {
+            addr: invite.addr.clone(),
+            fingerprint: invite.fingerprint,
+        })?;
+        home.add_space_key(SpaceKind::Practice, &key)?;
+        home.set_sync_cursor(SpaceKind::Practice, cursor)?;
+        home.add_space_key(SpaceKind::Personal, &personal_key)?;
+        home.set_sync_cursor(SpaceKind::Personal, personal_cursor)?;
+        round(home, &client).await?;
+        let _ = member_name;
+        return Ok(identity);
     }
     let identity = home.join_practice(&invite.space.to_string(), &bytes, member_name)?;
     home.set_relay(&RelayInfo {
