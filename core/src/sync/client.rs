@@ -52,6 +52,44 @@ fn space_of(home: &Home, kind: SpaceKind) -> Result<SpaceId> {
     SpaceId::parse(&id).ok_or_else(|| Error::Conflict(format!("space id {id} is not a UUID")))
 }
 
+/// Asks the relay for an invite token: `(token, expires_at)`.
+async fn invite_token(
+    client: &RelayClient,
+    space: SpaceId,
+    role: Role,
+    ttl_secs: u64,
+) -> Result<(Vec<u8>, i64)> {
+    match client
+        .request(&Request::CreateInvite {
+            space,
+            role,
+            ttl_secs,
+        })
+        .await
+        .map_err(sync_error)?
+    {
+        Response::Invite { token, expires_at } => Ok((token, expires_at)),
+        _ => Err(Error::Sync(
+            "the relay answered an invite request oddly".into(),
+        )),
+    }
+}
+
+/// The devices of a space as the relay knows them.
+async fn members_of(
+    client: &RelayClient,
+    space: SpaceId,
+) -> Result<Vec<rapport_wire::frames::MemberInfo>> {
+    match client
+        .request(&Request::ListMembers { space })
+        .await
+        .map_err(sync_error)?
+    {
+        Response::Members(members) => Ok(members),
+        _ => Err(Error::Sync("the relay answered a member list oddly".into())),
+    }
+}
+
 async fn connect(home: &Home, addr: &str, fingerprint: [u8; 32]) -> Result<RelayClient> {
     let identity = home.device_identity()?;
     let socket = resolve(addr).await.map_err(sync_error)?;
@@ -113,19 +151,7 @@ pub async fn create_invite(home: &Home, role: Role, ttl_secs: u64) -> Result<Str
         .ok_or_else(|| Error::Sync("connect the practice to a relay before inviting".into()))?;
     let client = connect(home, &relay.addr, relay.fingerprint).await?;
     let space = space_of(home, SpaceKind::Practice)?;
-    let Response::Invite { token, expires_at } = client
-        .request(&Request::CreateInvite {
-            space,
-            role,
-            ttl_secs,
-        })
-        .await
-        .map_err(sync_error)?
-    else {
-        return Err(Error::Sync(
-            "the relay answered an invite request oddly".into(),
-        ));
-    };
+    let (token, expires_at) = invite_token(&client, space, role, ttl_secs).await?;
     let key = home
         .current_space_key(SpaceKind::Practice)?
         .ok_or_else(|| Error::Sync("this device has no key for the practice".into()))?;
@@ -154,49 +180,15 @@ pub async fn create_device_invite(home: &Home, ttl_secs: u64) -> Result<String> 
     let practice = space_of(home, SpaceKind::Practice)?;
     let personal = space_of(home, SpaceKind::Personal)?;
     let me = home.device_identity()?.device_id();
-    let Response::Members(members) = client
-        .request(&Request::ListMembers { space: practice })
-        .await
-        .map_err(sync_error)?
-    else {
-        return Err(Error::Sync("the relay answered a member list oddly".into()));
-    };
+    let members = members_of(&client, practice).await?;
     // The new device may manage the practice if this one may (an owner's second device
     // becomes an admin: a practice has one owner device).
     let role = match members.iter().find(|m| m.device == me).map(|m| m.role) {
         Some(Role::Owner | Role::Admin) => Role::Admin,
         _ => Role::Member,
     };
-    let invite = |space| Request::CreateInvite {
-        space,
-        role: if space == personal {
-            Role::Member
-        } else {
-            role
-        },
-        ttl_secs,
-    };
-    let Response::Invite { token, expires_at } = client
-        .request(&invite(practice))
-        .await
-        .map_err(sync_error)?
-    else {
-        return Err(Error::Sync(
-            "the relay answered an invite request oddly".into(),
-        ));
-    };
-    let Response::Invite {
-        token: personal_token,
-        ..
-    } = client
-        .request(&invite(personal))
-        .await
-        .map_err(sync_error)?
-    else {
-        return Err(Error::Sync(
-            "the relay answered an invite request oddly".into(),
-        ));
-    };
+    let (token, expires_at) = invite_token(&client, practice, role, ttl_secs).await?;
+    let (personal_token, _) = invite_token(&client, personal, Role::Member, ttl_secs).await?;
     let practice_key = home
         .current_space_key(SpaceKind::Practice)?
         .ok_or_else(|| Error::Sync("no practice key".into()))?;
@@ -417,15 +409,7 @@ pub async fn round_for(
 /// The devices of the practice as the relay knows them.
 pub async fn devices(home: &Home) -> Result<Vec<rapport_wire::frames::MemberInfo>> {
     let client = connect_known(home).await?;
-    let Response::Members(members) = client
-        .request(&Request::ListMembers {
-            space: space_of(home, SpaceKind::Practice)?,
-        })
-        .await
-        .map_err(sync_error)?
-    else {
-        return Err(Error::Sync("the relay answered a member list oddly".into()));
-    };
+    let members = members_of(&client, space_of(home, SpaceKind::Practice)?).await?;
     client.close().await;
     Ok(members)
 }
@@ -455,13 +439,7 @@ pub async fn remove_device(home: &Home, device: &str) -> Result<u32> {
         })
         .await
         .map_err(sync_error)?;
-    let Response::Members(members) = client
-        .request(&Request::ListMembers { space })
-        .await
-        .map_err(sync_error)?
-    else {
-        return Err(Error::Sync("the relay answered a member list oddly".into()));
-    };
+    let members = members_of(&client, space).await?;
     let current = home
         .current_space_key(SpaceKind::Practice)?
         .ok_or_else(|| Error::Sync("this device has no key for the practice".into()))?;
