@@ -43,10 +43,7 @@ impl Home {
         let now_ms = self.clock.now_ms();
         let member_id = doc::new_id();
         let mut writer = self.lock_writer();
-        if writer.ids.is_some() {
-            let name = queries::practice_name(&writer.conn)?.unwrap_or_default();
-            return Err(Error::PracticeExists(name));
-        }
+        ensure_no_practice(&writer)?;
         let device_id = device_id(&writer.conn)?;
         let actor = doc::actor_for(&device_id);
         let practice = doc::genesis(
@@ -90,24 +87,11 @@ impl Home {
     ) -> Result<Identity> {
         let member_name = validate::name("member name", member_name)?;
         let practice_id = validate::id("practice id", practice_id)?;
-        let mut practice =
-            Automerge::load(document).map_err(|e| Error::CorruptDocument(e.to_string()))?;
-        doc::check_shape(&practice, SpaceKind::Practice)?;
-        let schema = doc::schema_of(&practice);
-        if schema > SCHEMA_VERSION {
-            return Err(Error::ReadOnly {
-                space: "practice",
-                found: schema,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        let mut practice = joinable_practice(document)?;
         let now_ms = self.clock.now_ms();
         let member_id = doc::new_id();
         let mut writer = self.lock_writer();
-        if writer.ids.is_some() {
-            let name = queries::practice_name(&writer.conn)?.unwrap_or_default();
-            return Err(Error::PracticeExists(name));
-        }
+        ensure_no_practice(&writer)?;
         let device_id = device_id(&writer.conn)?;
         practice.set_actor(doc::actor_for(&device_id));
         let relay_heads = practice.get_heads();
@@ -154,9 +138,7 @@ impl Home {
         let practice_id = validate::id("practice id", practice_id)?;
         let personal_id = validate::id("personal space id", personal_id)?;
         let member_id = validate::id("member id", member_id)?;
-        let mut practice = Automerge::load(practice_document)
-            .map_err(|e| Error::CorruptDocument(e.to_string()))?;
-        doc::check_shape(&practice, SpaceKind::Practice)?;
+        let mut practice = joinable_practice(practice_document)?;
         let personal = Automerge::load(personal_document)
             .map_err(|e| Error::CorruptDocument(e.to_string()))?;
         doc::check_shape(&personal, SpaceKind::Personal)?;
@@ -167,20 +149,9 @@ impl Home {
                 "that personal space belongs to another clinician".into(),
             ));
         }
-        let schema = doc::schema_of(&practice);
-        if schema > SCHEMA_VERSION {
-            return Err(Error::ReadOnly {
-                space: "practice",
-                found: schema,
-                supported: SCHEMA_VERSION,
-            });
-        }
         let now_ms = self.clock.now_ms();
         let mut writer = self.lock_writer();
-        if writer.ids.is_some() {
-            let name = queries::practice_name(&writer.conn)?.unwrap_or_default();
-            return Err(Error::PracticeExists(name));
-        }
+        ensure_no_practice(&writer)?;
         let device_id = device_id(&writer.conn)?;
         practice.set_actor(doc::actor_for(&device_id));
         let relay_heads = practice.get_heads();
@@ -468,6 +439,31 @@ impl Home {
         let partner = self.partner(partner_id)?;
         self.batch(SpaceKind::Personal, |b| b.add_note(&partner.id, body))
     }
+}
+
+/// A practice document received to join: valid Automerge, shaped like a practice, and
+/// of a schema this build can write.
+fn joinable_practice(document: &[u8]) -> Result<Automerge> {
+    let practice = Automerge::load(document).map_err(|e| Error::CorruptDocument(e.to_string()))?;
+    doc::check_shape(&practice, SpaceKind::Practice)?;
+    let schema = doc::schema_of(&practice);
+    if schema > SCHEMA_VERSION {
+        return Err(Error::ReadOnly {
+            space: "practice",
+            found: schema,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(practice)
+}
+
+/// A home holds one practice: refuse a second.
+fn ensure_no_practice(writer: &super::Writer) -> Result<()> {
+    if writer.ids.is_some() {
+        let name = queries::practice_name(&writer.conn)?.unwrap_or_default();
+        return Err(Error::PracticeExists(name));
+    }
+    Ok(())
 }
 
 fn device_id(conn: &rusqlite::Connection) -> Result<String> {
