@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use rapport_core::exchange::{ExportFormat, ImportOptions};
 use rapport_core::insights::matching::Need;
 use rapport_core::insights::reciprocity::LedgerBy;
 use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter};
@@ -354,22 +355,28 @@ pub fn run(cli: Cli) -> Result<()> {
                 bail!("import {format:?}: only csv is supported");
             }
             let bar = indicatif::ProgressBar::new(0);
-            let report = crate::import::import_csv(&home, &file, dry_run, skip_invalid, &|n| {
-                bar.set_position(n as u64);
-            })?;
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let options = ImportOptions {
+                dry_run,
+                skip_invalid,
+            };
+            let report = home
+                .import_csv(input, options, &|n| bar.set_position(n))
+                .with_context(|| format!("cannot import {}", file.display()))?;
             bar.finish_and_clear();
             show(json, &report, |r| {
                 println!("Columns:");
-                for (header, field) in &r.columns {
+                for column in &r.columns {
                     println!(
                         "  {:<24} -> {}",
-                        cell(header, 24),
-                        field.unwrap_or("(ignored)")
+                        cell(&column.header, 24),
+                        column.field.as_deref().unwrap_or("(ignored)")
                     );
                 }
                 println!("Rows: {}", r.rows);
-                for (line, error) in &r.errors {
-                    println!("Line {line}: {error}");
+                for problem in &r.errors {
+                    println!("Line {}: {}", problem.line, problem.message);
                 }
                 if r.written {
                     println!(
@@ -625,97 +632,14 @@ fn insights(home: &Home, json: bool, today: Day, which: &str) -> Result<()> {
 }
 
 fn export(home: &Home, format: &str, out: Option<&std::path::Path>) -> Result<()> {
-    let bytes: Vec<u8> = match format {
-        "json" => {
-            let all = PartnerFilter {
-                include_archived: true,
-                limit: Some(1_000),
-                ..Default::default()
-            };
-            let mut partners = Vec::new();
-            let mut offset = 0;
-            loop {
-                let page = home.partners(&PartnerFilter {
-                    offset: Some(offset),
-                    ..all.clone()
-                })?;
-                if page.is_empty() {
-                    break;
-                }
-                offset += u32::try_from(page.len()).unwrap_or(u32::MAX);
-                partners.extend(page);
-            }
-            let mut touchpoints = Vec::new();
-            let mut referrals = Vec::new();
-            let mut followups = Vec::new();
-            for p in &partners {
-                touchpoints.extend(home.touchpoints_of(&p.id)?);
-                referrals.extend(home.referrals_of(&p.id)?);
-                followups.extend(home.followups_of(&p.id)?);
-            }
-            let value = json!({
-                "practice": home.identity()?.map(|i| i.practice_name),
-                "members": home.members()?,
-                "streams": home.streams()?,
-                "partners": partners,
-                "touchpoints": touchpoints,
-                "referrals": referrals,
-                "followups": followups,
-            });
-            serde_json::to_vec_pretty(&value)?
-        }
-        "csv" => {
-            let streams: std::collections::HashMap<String, String> = home
-                .streams()?
-                .into_iter()
-                .map(|s| (s.id, s.name))
-                .collect();
-            let mut writer = csv::Writer::from_writer(Vec::new());
-            writer.write_record([
-                "name",
-                "kind",
-                "organization",
-                "email",
-                "phone",
-                "city",
-                "region",
-                "specialties",
-                "stream",
-            ])?;
-            for p in home.partners(&PartnerFilter {
-                limit: Some(1_000),
-                ..Default::default()
-            })? {
-                let stream = p
-                    .stream_id
-                    .as_ref()
-                    .and_then(|s| streams.get(s))
-                    .cloned()
-                    .unwrap_or_default();
-                writer.write_record([
-                    p.name.as_str(),
-                    p.kind.code(),
-                    p.organization.as_deref().unwrap_or(""),
-                    p.email.as_deref().unwrap_or(""),
-                    p.phone.as_deref().unwrap_or(""),
-                    p.city.as_deref().unwrap_or(""),
-                    p.region.as_deref().unwrap_or(""),
-                    &p.specialties.join(";"),
-                    &stream,
-                ])?;
-            }
-            writer
-                .into_inner()
-                .map_err(|e| anyhow::anyhow!("writing CSV: {e}"))?
-        }
-        "automerge" => {
-            if out.is_none() {
-                bail!("export automerge writes binary: pass --out FILE");
-            }
-            home.export_document(rapport_core::SpaceKind::Practice)?
-        }
+    let format = match format {
+        "json" => ExportFormat::Json,
+        "csv" => ExportFormat::Csv,
+        "automerge" if out.is_none() => bail!("export automerge writes binary: pass --out FILE"),
+        "automerge" => ExportFormat::Automerge,
         other => bail!("export {other:?}: use json, csv or automerge"),
     };
+    let bytes = home.export(format)?;
     match out {
         Some(path) => std::fs::write(path, bytes)
             .with_context(|| format!("cannot write {}", path.display()))?,

@@ -2,7 +2,6 @@
 
 mod commands;
 mod demo;
-mod import;
 mod output;
 
 use std::path::PathBuf;

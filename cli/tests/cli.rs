@@ -456,7 +456,7 @@ fn a_messy_csv_is_reported_exactly_and_imported_all_or_nothing() {
         ),
         (Some(true), Some(3), Some(2))
     );
-    assert_eq!(done["errors"][0][0], 5);
+    assert_eq!(done["errors"][0]["line"], 5);
     let again = json(
         rapport(h)
             .args(["import", "csv"])

@@ -1,4 +1,6 @@
-//! Errors of the core: rich internally, each variant says what was wrong and how to fix it.
+//! Errors of the core: rich internally ([`Error`]), each variant says what was wrong and how
+//! to fix it; flat for apps ([`RapportError`], what the bindings throw), with one mapping
+//! that decides what is logged.
 
 use std::path::PathBuf;
 
@@ -112,6 +114,73 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+/// What went wrong, by kind; the message says what to fix.
+#[derive(Debug, thiserror::Error)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Error), uniffi(flat_error))]
+pub enum RapportError {
+    /// An input broke a rule (a field, a code, a date); the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// Free text looked like it held a client identifier; nothing was written.
+    #[error("{0}")]
+    ClientIdentifier(String),
+    /// No entity with that id.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation conflicts with the current state (e.g. an archived partner).
+    #[error("{0}")]
+    Conflict(String),
+    /// The home has no practice yet: create or join one first.
+    #[error("{0}")]
+    NoPractice(String),
+    /// The home already holds a practice.
+    #[error("{0}")]
+    PracticeExists(String),
+    /// The data was written by a newer Rapport: update the app.
+    #[error("{0}")]
+    NeedsUpdate(String),
+    /// The home's files are damaged; restore from another device.
+    #[error("{0}")]
+    DamagedHome(String),
+    /// Bytes from outside (a file, a document) were not what they claimed to be.
+    #[error("{0}")]
+    InvalidData(String),
+    /// Syncing with the relay failed; background sync retries by itself.
+    #[error("{0}")]
+    Sync(String),
+    /// The device's storage failed (disk full, permissions).
+    #[error("{0}")]
+    Storage(String),
+    /// The object was closed; open the home again.
+    #[error("{0}")]
+    Closed(String),
+}
+
+impl From<Error> for RapportError {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::Invalid { .. } => RapportError::Invalid(message),
+            Error::Identifier { .. } => RapportError::ClientIdentifier(message),
+            Error::NotFound { .. } => RapportError::NotFound(message),
+            Error::Conflict(_) => RapportError::Conflict(message),
+            Error::NoPractice => RapportError::NoPractice(message),
+            Error::PracticeExists(_) => RapportError::PracticeExists(message),
+            Error::ReadOnly { .. } | Error::HomeTooNew { .. } => RapportError::NeedsUpdate(message),
+            Error::CorruptHome { .. } => RapportError::DamagedHome(message),
+            Error::CorruptDocument(_) | Error::NotASpace { .. } => {
+                RapportError::InvalidData(message)
+            }
+            Error::Sync(_) => RapportError::Sync(message),
+            Error::Storage(_) | Error::Document(_) | Error::Io { .. } => {
+                // The one place internal failures are logged; user input never reaches here.
+                tracing::warn!(error = %message, "storage failure under the FFI");
+                RapportError::Storage(message)
+            }
+        }
+    }
 }
 
 impl Error {

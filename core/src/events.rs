@@ -14,6 +14,7 @@ use crate::model::EntityKind;
 /// Where a change came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 pub enum Origin {
     /// Written on this device.
     Local,
@@ -23,6 +24,7 @@ pub enum Origin {
 
 /// One entity that changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct ChangedEntity {
     /// Which collection.
     pub kind: EntityKind,
@@ -32,6 +34,7 @@ pub struct ChangedEntity {
 
 /// What a listener hears after each committed write or merge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct ChangeEvent {
     /// The space that changed.
     pub space: SpaceKind,

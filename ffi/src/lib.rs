@@ -1,4 +1,24 @@
-//! Foreign-language bindings over `rapport-core`.
+//! Foreign-language bindings over `rapport-core` for the Android and iOS apps.
 //!
-//! Not built yet (issue 6): the core's `Home` API is shaped so that each exported method
-//! here will be a one-line delegation.
+//! A thin layer (see `ffi/README.md`): [`RapportHome`] is one device home and every method
+//! delegates to `rapport_core::Home` in a line; records and enums come from the core
+//! (derived there behind its `uniffi` feature); [`RapportError`] is the flat public error;
+//! listeners are foreign traits whose registration returns a handle; async calls run on the
+//! runtime this crate owns.
+
+mod error;
+mod home;
+mod listeners;
+mod runtime;
+mod sync;
+
+pub use error::{RapportError, Result};
+pub use home::RapportHome;
+pub use listeners::{ChangeListener, ListenerHandle, SyncHandle, SyncStatusListener};
+pub use sync::{Device, InviteRole};
+
+uniffi::setup_scaffolding!("rapport");
+
+// The core's day type crosses the FFI as `YYYY-MM-DD` text.
+use rapport_core::Day;
+uniffi::use_remote_type!(rapport_core::Day);

@@ -22,6 +22,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// Which kind of space a document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 pub enum SpaceKind {
     /// The practice's shared referral network.
     Practice,

@@ -14,6 +14,7 @@ pub const DEFAULT_QUIET_DAYS: u32 = 60;
 
 /// A partner gone quiet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct ColdPartner {
     /// Partner id.
     pub partner_id: String,

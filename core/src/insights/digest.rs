@@ -17,13 +17,14 @@ pub const DIGEST_IMBALANCES: usize = 5;
 
 /// What to do this week.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Digest {
     /// The day it was made for.
     pub today: Day,
     /// Follow-ups overdue or due in the next 7 days, most urgent first.
     pub due_followups: Vec<DueFollowup>,
     /// All follow-ups past their due day.
-    pub overdue_count: usize,
+    pub overdue_count: u64,
     /// Valuable partners gone quiet (60 days), most valuable first.
     pub going_cold: Vec<ColdPartner>,
     /// Stream warnings, each prefixed with its window.

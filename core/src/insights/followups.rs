@@ -11,6 +11,7 @@ use crate::validate::Day;
 
 /// A follow-up that is due, with what is needed to rank and show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct DueFollowup {
     /// The follow-up.
     pub followup: Followup,
@@ -73,12 +74,12 @@ pub fn overdue(conn: &Connection, today: Day) -> Result<Vec<DueFollowup>> {
 }
 
 /// How many open follow-ups are past their due day.
-pub fn overdue_count(conn: &Connection, today: Day) -> Result<usize> {
+pub fn overdue_count(conn: &Connection, today: Day) -> Result<u64> {
     let n: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM followups f JOIN partners p ON p.id = f.partner_id AND p.archived = 0
              WHERE f.status = 'open' AND f.due < ?1",
         )?
         .query_row([today.to_string()], |r| r.get(0))?;
-    Ok(usize::try_from(n).unwrap_or(0))
+    Ok(u64::try_from(n).unwrap_or(0))
 }

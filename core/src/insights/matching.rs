@@ -14,30 +14,41 @@ use crate::vocab::{self, AgeBand, PayerCategory};
 
 /// A client's need, described only with codes: never who the client is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Need {
     /// Presenting concerns (concern codes).
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub concerns: Vec<String>,
     /// Age band.
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub age_band: Option<AgeBand>,
     /// Payer category.
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub payer_category: Option<PayerCategory>,
     /// Service format (modality code).
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub modality: Option<String>,
     /// Language (ISO 639-1).
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub language: Option<String>,
     /// The client wants telehealth.
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub telehealth: bool,
     /// The client wants to be seen in this city.
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub city: Option<String>,
     /// Only candidates accepting new clients.
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub accepting_only: bool,
     /// How many matches to return (default 10, at most 100).
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub limit: Option<u32>,
 }
 
 /// Who a match is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 pub enum MatchKind {
     /// A referral partner (an outbound referral).
     Partner,
@@ -47,6 +58,7 @@ pub enum MatchKind {
 
 /// One ranked candidate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Match {
     /// Partner or member.
     pub kind: MatchKind,

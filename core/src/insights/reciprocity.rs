@@ -12,6 +12,7 @@ use crate::validate::{self, Day};
 /// What a ledger is kept by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 pub enum LedgerBy {
     /// One row per partner.
     Partner,
@@ -23,6 +24,7 @@ pub enum LedgerBy {
 
 /// Referrals exchanged over some period.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Exchange {
     /// Referrals we sent them.
     pub sent: u32,
@@ -47,6 +49,7 @@ impl Exchange {
 
 /// One row of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct LedgerRow {
     /// Partner, member or stream id (empty for partners without a stream).
     pub id: String,
@@ -60,6 +63,7 @@ pub struct LedgerRow {
 
 /// The two lists that call for action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Gaps {
     /// Partners who refer to us and to whom we have never referred back.
     pub they_send_we_never_send: Vec<LedgerRow>,

@@ -19,6 +19,7 @@ pub const ACTIVE_SHARE: f64 = 10.0;
 
 /// One stream's share in a window and the one before it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct StreamShare {
     /// Stream id (empty: partners without a stream).
     pub stream_id: String,
@@ -39,6 +40,7 @@ pub struct StreamShare {
 /// Something to act on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 pub enum StreamWarning {
     /// One stream brings more than half of the inbound referrals.
     Dominant {
@@ -70,6 +72,7 @@ impl StreamWarning {
 
 /// The report for one trailing window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct StreamWindow {
     /// Window length in days.
     pub days: u32,

@@ -12,6 +12,7 @@ use crate::validate::Day;
 
 /// Referrals per month for one stream or partner, aligned with [`Trends::months`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct MonthlySeries {
     /// Stream or partner id (empty: partners without a stream).
     pub id: String,
@@ -25,6 +26,7 @@ pub struct MonthlySeries {
 
 /// How long one partner took from first contact to first referral.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct PartnerLag {
     /// Partner id.
     pub partner_id: String,
@@ -40,6 +42,7 @@ pub struct PartnerLag {
 
 /// Partners first contacted in one quarter and what they brought in afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Cohort {
     /// The quarter, e.g. `2026-Q1`.
     pub period: String,
@@ -57,6 +60,7 @@ pub struct Cohort {
 
 /// The long-game report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Trends {
     /// The months covered, `YYYY-MM`, oldest first.
     pub months: Vec<String>,

@@ -23,11 +23,12 @@ const PAGE: u32 = 500;
 
 /// What one sync round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct SyncReport {
     /// Blobs pushed.
-    pub pushed: usize,
+    pub pushed: u64,
     /// Entries merged.
-    pub merged: usize,
+    pub merged: u64,
     /// Entries refused (bad signature, wrong key, tampered), with why; the entries after
     /// them were still merged.
     pub rejected: Vec<String>,

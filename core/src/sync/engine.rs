@@ -90,6 +90,7 @@ pub fn wants_snapshot(view: &SpaceView) -> bool {
 /// What a user sees of sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 pub enum SyncStatus {
     /// Not connected, and not trying right now.
     Offline {

@@ -1,35 +1,70 @@
-//! `rapport import csv`: a referral tracker kept in a spreadsheet (partners, and referrals
-//! with direction and date) imported in one transaction: nothing is written unless every
-//! row is valid (or `--skip-invalid` says otherwise), and the report says which column
-//! went where and what was wrong on which line.
+//! CSV import: a referral tracker kept in a spreadsheet (partners, and referrals with
+//! direction and date) imported in one transaction: nothing is written unless every row is
+//! valid (or `skip_invalid` says otherwise), and the report says which column went where
+//! and what was wrong on which line.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Read;
 
-use anyhow::{Context, Result};
-use rapport_core::model::{NewPartner, NewReferral};
-use rapport_core::vocab::{self, AgeBand, Direction, PartnerKind, PayerCategory, StreamKind};
-use rapport_core::{Batch, Home, SpaceKind};
 use serde::Serialize;
 
+use crate::SpaceKind;
+use crate::error::{Error, Result};
+use crate::home::{Batch, Home};
+use crate::model::{NewPartner, NewReferral};
+use crate::vocab::{self, AgeBand, Direction, PartnerKind, PayerCategory, StreamKind};
+
+/// How an import behaves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+pub struct ImportOptions {
+    /// Check every row and report, but write nothing.
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
+    pub dry_run: bool,
+    /// Write the valid rows even when others are invalid (they are reported).
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
+    pub skip_invalid: bool,
+}
+
+/// A header of the file and the field it was read as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+pub struct ImportColumn {
+    /// The header as written in the file.
+    pub header: String,
+    /// The field it was read as (`None`: ignored).
+    pub field: Option<String>,
+}
+
+/// A row that could not be imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+pub struct ImportProblem {
+    /// The line of the file (1 is the header).
+    pub line: u64,
+    /// What was wrong and how to fix it.
+    pub message: String,
+}
+
 /// What an import did (or would do).
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    /// Each header and the field it was read as (`None`: ignored).
-    pub columns: Vec<(String, Option<&'static str>)>,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+pub struct ImportReport {
+    /// Each header and the field it was read as.
+    pub columns: Vec<ImportColumn>,
     /// Data rows read.
-    pub rows: usize,
+    pub rows: u64,
     /// Partners created.
-    pub partners_created: usize,
+    pub partners_created: u64,
     /// Rows that named a partner already known.
-    pub partners_matched: usize,
+    pub partners_matched: u64,
     /// Referrals recorded.
-    pub referrals: usize,
+    pub referrals: u64,
     /// Referrals already known (same partner, direction, day and concerns), not recorded
     /// again: importing the same tracker twice does not double-count.
-    pub referrals_already_known: usize,
-    /// `(line, what was wrong)`.
-    pub errors: Vec<(u64, String)>,
+    pub referrals_already_known: u64,
+    /// The rows that were wrong.
+    pub errors: Vec<ImportProblem>,
     /// Whether anything was written.
     pub written: bool,
 }
@@ -80,93 +115,99 @@ fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Imports `path` into `home`.
-pub fn import_csv(
-    home: &Home,
-    path: &Path,
-    dry_run: bool,
-    skip_invalid: bool,
-    progress: &dyn Fn(usize),
-) -> Result<Report> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{} has no header row", path.display()))?
-        .clone();
-    let mut report = Report {
-        columns: headers
+/// Marks the rollback of a dry run or of an import with invalid rows.
+const ROLLED_BACK: &str = "import rolled back";
+
+impl Home {
+    /// Imports a CSV referral tracker read from `input`; `progress` hears the number of rows
+    /// read so far. The file must have a header row with a partner name column.
+    pub fn import_csv(
+        &self,
+        input: impl Read,
+        options: ImportOptions,
+        progress: &dyn Fn(u64),
+    ) -> Result<ImportReport> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(input);
+        let headers = reader
+            .headers()
+            .map_err(|e| Error::invalid("csv", format!("the header row cannot be read ({e})")))?
+            .clone();
+        let mut report = ImportReport {
+            columns: headers
+                .iter()
+                .map(|h| ImportColumn {
+                    header: h.to_string(),
+                    field: field_for(h).map(str::to_string),
+                })
+                .collect(),
+            ..ImportReport::default()
+        };
+        let index: HashMap<&str, usize> = headers
             .iter()
-            .map(|h| (h.to_string(), field_for(h)))
-            .collect(),
-        ..Report::default()
-    };
-    if !report.columns.iter().any(|(_, f)| *f == Some("name")) {
-        anyhow::bail!(
-            "{} has no partner name column (one of: Name, Partner, Referral source)",
-            path.display()
-        );
-    }
-    let index: HashMap<&str, usize> = report
-        .columns
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, f))| f.map(|f| (f, i)))
-        .collect();
-    let records: Vec<(u64, csv::StringRecord)> = reader
-        .records()
-        .map(|r| r.map(|r| (r.position().map_or(0, |p| p.line()), r)))
-        .collect::<Result<_, _>>()
-        .context("the file is not valid CSV")?;
-    let mut known: HashMap<String, String> = HashMap::new();
-    let mut streams: HashMap<String, String> = HashMap::new();
-    let outcome = home.batch(SpaceKind::Practice, |batch| {
-        for (n, (line, record)) in records.iter().enumerate() {
-            progress(n + 1);
-            if record.iter().all(str::is_empty) {
-                continue;
-            }
-            report.rows += 1;
-            let get = |field: &str| {
-                index
-                    .get(field)
-                    .and_then(|i| record.get(*i))
-                    .unwrap_or("")
-                    .to_string()
-            };
-            match import_row(home, batch, &get, &mut known, &mut streams) {
-                Ok((created, referral)) => {
-                    if created {
-                        report.partners_created += 1;
-                    } else {
-                        report.partners_matched += 1;
-                    }
-                    match referral {
-                        Some(true) => report.referrals += 1,
-                        Some(false) => report.referrals_already_known += 1,
-                        None => {}
-                    }
+            .enumerate()
+            .filter_map(|(i, h)| field_for(h).map(|f| (f, i)))
+            .collect();
+        if !index.contains_key("name") {
+            return Err(Error::invalid(
+                "csv",
+                "there is no partner name column (one of: Name, Partner, Referral source)",
+            ));
+        }
+        let records: Vec<(u64, csv::StringRecord)> = reader
+            .records()
+            .map(|r| r.map(|r| (r.position().map_or(0, |p| p.line()), r)))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::invalid("csv", format!("the file is not valid CSV ({e})")))?;
+        let mut known: HashMap<String, String> = HashMap::new();
+        let mut streams: HashMap<String, String> = HashMap::new();
+        let outcome = self.batch(SpaceKind::Practice, |batch| {
+            for (n, (line, record)) in records.iter().enumerate() {
+                progress(n as u64 + 1);
+                if record.iter().all(str::is_empty) {
+                    continue;
                 }
-                Err(e) => report.errors.push((*line, e.to_string())),
+                report.rows += 1;
+                let get = |field: &str| {
+                    index
+                        .get(field)
+                        .and_then(|i| record.get(*i))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                match import_row(self, batch, &get, &mut known, &mut streams) {
+                    Ok((created, referral)) => {
+                        if created {
+                            report.partners_created += 1;
+                        } else {
+                            report.partners_matched += 1;
+                        }
+                        match referral {
+                            Some(true) => report.referrals += 1,
+                            Some(false) => report.referrals_already_known += 1,
+                            None => {}
+                        }
+                    }
+                    Err(e) => report.errors.push(ImportProblem {
+                        line: *line,
+                        message: e.to_string(),
+                    }),
+                }
             }
+            if options.dry_run || (!report.errors.is_empty() && !options.skip_invalid) {
+                return Err(Error::Conflict(ROLLED_BACK.into()));
+            }
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => report.written = true,
+            Err(Error::Conflict(m)) if m == ROLLED_BACK => report.written = false,
+            Err(e) => return Err(e),
         }
-        if dry_run || (!report.errors.is_empty() && !skip_invalid) {
-            // Roll the whole import back.
-            return Err(rapport_core::Error::Conflict("import rolled back".into()));
-        }
-        Ok(())
-    });
-    match outcome {
-        Ok(()) => report.written = true,
-        Err(rapport_core::Error::Conflict(m)) if m == "import rolled back" => {
-            report.written = false
-        }
-        Err(e) => return Err(e.into()),
+        Ok(report)
     }
-    Ok(report)
 }
 
 /// One row: the partner (found or created) and, if the row has a direction, a referral.
@@ -177,10 +218,10 @@ fn import_row(
     get: &dyn Fn(&str) -> String,
     known: &mut HashMap<String, String>,
     streams: &mut HashMap<String, String>,
-) -> rapport_core::Result<(bool, Option<bool>)> {
+) -> Result<(bool, Option<bool>)> {
     let name = get("name");
     if name.is_empty() {
-        return Err(rapport_core::Error::invalid("name", "is empty"));
+        return Err(Error::invalid("name", "is empty"));
     }
     let direction = get("direction");
     let referral = if direction.is_empty() {
@@ -190,7 +231,7 @@ fn import_row(
             "in" | "received" | "inbound" | "from" => Direction::In,
             "out" | "sent" | "outbound" | "to" => Direction::Out,
             other => {
-                return Err(rapport_core::Error::invalid(
+                return Err(Error::invalid(
                     "direction",
                     format!("{other:?} is not in or out"),
                 ));
@@ -198,15 +239,15 @@ fn import_row(
         };
         let date = get("date");
         if date.is_empty() {
-            return Err(rapport_core::Error::invalid(
+            return Err(Error::invalid(
                 "date",
                 "a referral needs its date (YYYY-MM-DD)",
             ));
         }
-        let at = rapport_core::validate::day("date", &date)?;
+        let at = crate::validate::day("date", &date)?;
         let concerns = list(&get("concerns"));
         if concerns.is_empty() {
-            return Err(rapport_core::Error::invalid(
+            return Err(Error::invalid(
                 "concerns",
                 "a referral needs at least one concern, e.g. anxiety",
             ));
