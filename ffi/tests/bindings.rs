@@ -112,3 +112,70 @@ fn kotlin_bindings() {
     assert!(log.contains("Tests run:"), "{log}");
     assert!(!log.contains("Tests run: 0,"), "no Kotlin test ran:\n{log}");
 }
+
+/// Swift cannot build here (no Swift toolchain on Linux CI), so check what can be: the one
+/// clang module of the package holds both headers, they compile together as C, and every
+/// C function the generated Swift calls is declared in them.
+#[test]
+fn swift_sources_and_module_map_fit_together() {
+    let swift = bindings().join("swift");
+    let map = std::fs::read_to_string(swift.join("module.modulemap")).unwrap();
+    assert!(map.starts_with("module RapportFFI {"), "{map}");
+    let headers: Vec<String> = ["rapportFFI.h", "rapport_coreFFI.h"]
+        .iter()
+        .map(|h| {
+            assert!(
+                map.contains(&format!("header \"{h}\"")),
+                "{h} missing from {map}"
+            );
+            std::fs::read_to_string(swift.join(h)).unwrap()
+        })
+        .collect();
+    let probe = tempfile::tempdir().unwrap();
+    let source = probe.path().join("probe.c");
+    std::fs::write(
+        &source,
+        "#include \"rapportFFI.h\"\n#include \"rapport_coreFFI.h\"\nint main(void) { return 0; }\n",
+    )
+    .unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let compiled = Command::new(&cc)
+        // Clang's nullability qualifiers mean nothing to other compilers.
+        .args([
+            "-D_Nullable=",
+            "-D_Nonnull=",
+            "-fsyntax-only",
+            "-Wall",
+            "-Werror",
+            "-I",
+        ])
+        .arg(&swift)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("a C compiler ({cc}) is needed to check the headers: {e}"));
+    assert!(compiled.status.success(), "{}", show(&cc, &compiled));
+
+    let declared = headers.join("\n");
+    let mut called = 0;
+    for file in ["rapport.swift", "rapport_core.swift"] {
+        let code = std::fs::read_to_string(swift.join(file)).unwrap();
+        assert!(
+            code.contains("import RapportFFI"),
+            "{file} does not import RapportFFI"
+        );
+        for word in code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("uniffi_rapport") || word.starts_with("ffi_rapport") {
+                called += 1;
+                assert!(
+                    declared.contains(word),
+                    "{file} calls {word}, which no header declares"
+                );
+            }
+        }
+    }
+    // RapportHome alone has some sixty methods.
+    assert!(
+        called > 60,
+        "only {called} FFI calls found in the Swift sources"
+    );
+}
