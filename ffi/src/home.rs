@@ -306,6 +306,11 @@ impl RapportHome {
         Ok(self.home()?.stream_report(self.today_or(today)?)?)
     }
 
+    /// The stream report for one trailing window of `days`.
+    pub fn stream_window(&self, today: Option<Day>, days: u32) -> Result<StreamWindow> {
+        Ok(self.home()?.stream_window(self.today_or(today)?, days)?)
+    }
+
     /// Valuable partners with no contact for `quiet_days`.
     pub fn going_cold(&self, today: Option<Day>, quiet_days: u32) -> Result<Vec<ColdPartner>> {
         Ok(self.home()?.going_cold(self.today_or(today)?, quiet_days)?)

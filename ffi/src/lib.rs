@@ -19,6 +19,29 @@ pub use sync::{Device, InviteRole};
 
 uniffi::setup_scaffolding!("rapport");
 
+/// The open vocabularies an app offers in its pickers (custom values are written
+/// `custom:<slug>`); the closed ones are the enums.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Vocabulary {
+    /// Presenting-concern codes (referrals, specialties, needs).
+    pub concerns: Vec<String>,
+    /// Service formats and approaches.
+    pub modalities: Vec<String>,
+    /// ISO 639-1 language codes.
+    pub languages: Vec<String>,
+}
+
+/// The codes Rapport knows for concerns, modalities and languages.
+#[uniffi::export]
+pub fn vocabulary() -> Vocabulary {
+    let owned = |codes: &[&str]| codes.iter().map(|c| c.to_string()).collect();
+    Vocabulary {
+        concerns: owned(rapport_core::vocab::CONCERNS),
+        modalities: owned(rapport_core::vocab::MODALITIES),
+        languages: owned(rapport_core::vocab::LANGUAGES),
+    }
+}
+
 // The core's day type crosses the FFI as `YYYY-MM-DD` text.
 use rapport_core::Day;
 uniffi::use_remote_type!(rapport_core::Day);

@@ -1,7 +1,7 @@
 //! CSV import: a referral tracker kept in a spreadsheet (partners, and referrals with
-//! direction and date) imported in one transaction: nothing is written unless every row is
-//! valid (or `skip_invalid` says otherwise), and the report says which column went where
-//! and what was wrong on which line.
+//! direction and date): nothing is written unless every row is valid (or `skip_invalid`
+//! says otherwise), and the report says which column went where and what was wrong on
+//! which line.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -115,8 +115,12 @@ fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Marks the rollback of a dry run or of an import with invalid rows.
+/// Marks the rollback of the checking pass.
 const ROLLED_BACK: &str = "import rolled back";
+
+/// Rows written per transaction: each batch is one Automerge change, kept well under a
+/// relay entry (512 KiB) even when every row creates a partner and a referral.
+const IMPORT_BATCH: usize = 200;
 
 impl Home {
     /// Imports a CSV referral tracker read from `input`; `progress` hears the number of rows
@@ -135,16 +139,13 @@ impl Home {
             .headers()
             .map_err(|e| Error::invalid("csv", format!("the header row cannot be read ({e})")))?
             .clone();
-        let mut report = ImportReport {
-            columns: headers
-                .iter()
-                .map(|h| ImportColumn {
-                    header: h.to_string(),
-                    field: field_for(h).map(str::to_string),
-                })
-                .collect(),
-            ..ImportReport::default()
-        };
+        let columns: Vec<ImportColumn> = headers
+            .iter()
+            .map(|h| ImportColumn {
+                header: h.to_string(),
+                field: field_for(h).map(str::to_string),
+            })
+            .collect();
         let index: HashMap<&str, usize> = headers
             .iter()
             .enumerate()
@@ -161,50 +162,85 @@ impl Home {
             .map(|r| r.map(|r| (r.position().map_or(0, |p| p.line()), r)))
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::invalid("csv", format!("the file is not valid CSV ({e})")))?;
+        // First every row is checked in one transaction that is rolled back; then, if the
+        // import goes ahead, the rows are written in batches, each its own Automerge
+        // change, so that no change outgrows a relay entry (512 KiB) however large the
+        // file. Re-importing is harmless, so a failure between batches (a full disk) is
+        // fixed by importing the same file again.
+        let checked = self.import_rows(&index, &records, None, progress)?;
+        if options.dry_run || (!checked.errors.is_empty() && !options.skip_invalid) {
+            return Ok(ImportReport {
+                columns,
+                written: false,
+                ..checked
+            });
+        }
+        let written = self.import_rows(&index, &records, Some(IMPORT_BATCH), &|_| {})?;
+        Ok(ImportReport {
+            columns,
+            written: true,
+            ..written
+        })
+    }
+
+    /// Imports `records`; with `commit_every`, in committed batches of that many rows,
+    /// otherwise in one transaction rolled back at the end (a check).
+    fn import_rows(
+        &self,
+        index: &HashMap<&str, usize>,
+        records: &[(u64, csv::StringRecord)],
+        commit_every: Option<usize>,
+        progress: &dyn Fn(u64),
+    ) -> Result<ImportReport> {
+        let mut report = ImportReport::default();
         let mut known: HashMap<String, String> = HashMap::new();
         let mut streams: HashMap<String, String> = HashMap::new();
-        let outcome = self.batch(SpaceKind::Practice, |batch| {
-            for (n, (line, record)) in records.iter().enumerate() {
-                progress(n as u64 + 1);
-                if record.iter().all(str::is_empty) {
-                    continue;
-                }
-                report.rows += 1;
-                let get = |field: &str| {
-                    index
-                        .get(field)
-                        .and_then(|i| record.get(*i))
-                        .unwrap_or("")
-                        .to_string()
-                };
-                match import_row(self, batch, &get, &mut known, &mut streams) {
-                    Ok((created, referral)) => {
-                        if created {
-                            report.partners_created += 1;
-                        } else {
-                            report.partners_matched += 1;
-                        }
-                        match referral {
-                            Some(true) => report.referrals += 1,
-                            Some(false) => report.referrals_already_known += 1,
-                            None => {}
-                        }
+        let mut done = 0u64;
+        for part in records.chunks(commit_every.unwrap_or(records.len().max(1))) {
+            let outcome = self.batch(SpaceKind::Practice, |batch| {
+                for (line, record) in part {
+                    done += 1;
+                    progress(done);
+                    if record.iter().all(str::is_empty) {
+                        continue;
                     }
-                    Err(e) => report.errors.push(ImportProblem {
-                        line: *line,
-                        message: e.to_string(),
-                    }),
+                    report.rows += 1;
+                    let get = |field: &str| {
+                        index
+                            .get(field)
+                            .and_then(|i| record.get(*i))
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    match import_row(self, batch, &get, &mut known, &mut streams) {
+                        Ok((created, referral)) => {
+                            if created {
+                                report.partners_created += 1;
+                            } else {
+                                report.partners_matched += 1;
+                            }
+                            match referral {
+                                Some(true) => report.referrals += 1,
+                                Some(false) => report.referrals_already_known += 1,
+                                None => {}
+                            }
+                        }
+                        Err(e) => report.errors.push(ImportProblem {
+                            line: *line,
+                            message: e.to_string(),
+                        }),
+                    }
                 }
+                if commit_every.is_none() {
+                    return Err(Error::Conflict(ROLLED_BACK.into()));
+                }
+                Ok(())
+            });
+            match outcome {
+                Ok(()) => {}
+                Err(Error::Conflict(m)) if m == ROLLED_BACK => {}
+                Err(e) => return Err(e),
             }
-            if options.dry_run || (!report.errors.is_empty() && !options.skip_invalid) {
-                return Err(Error::Conflict(ROLLED_BACK.into()));
-            }
-            Ok(())
-        });
-        match outcome {
-            Ok(()) => report.written = true,
-            Err(Error::Conflict(m)) if m == ROLLED_BACK => report.written = false,
-            Err(e) => return Err(e),
         }
         Ok(report)
     }
@@ -333,4 +369,64 @@ fn import_row(
         })?;
     }
     Ok((created, Some(!duplicate)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one relay entry holds (`sync::client::PIECE`).
+    const PIECE: usize = 512 * 1024 - 4;
+
+    #[test]
+    fn a_large_import_is_written_in_changes_that_fit_a_relay_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::open(dir.path()).unwrap();
+        home.create_practice("Riverside", "Ana").unwrap();
+        let mut csv = String::from("Name,Type,City,Specialties,Referred,Date,Concerns\n");
+        for i in 0..2_500 {
+            csv.push_str(&format!(
+                "Partner number {i} of the county network,physician,Springfield {i},anxiety;depression;grief,in,2026-01-{:02},anxiety;grief\n",
+                i % 28 + 1
+            ));
+        }
+        let report = home
+            .import_csv(csv.as_bytes(), ImportOptions::default(), &|_| {})
+            .unwrap();
+        assert!(report.written);
+        assert_eq!((report.partners_created, report.referrals), (2_500, 2_500));
+        assert_eq!(home.partner_count().unwrap(), 2_500);
+        let pieces = home
+            .changes_since_in_pieces(SpaceKind::Practice, &[], PIECE)
+            .unwrap();
+        let total: usize = pieces.iter().map(Vec::len).sum();
+        assert!(
+            total > 2 * PIECE,
+            "the file must be large enough that one change could not be pushed ({total} bytes)"
+        );
+        assert!(pieces.iter().all(|p| p.len() <= PIECE));
+    }
+
+    #[test]
+    fn an_import_with_a_bad_row_writes_nothing_unless_told_to_skip_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::open(dir.path()).unwrap();
+        home.create_practice("Riverside", "Ana").unwrap();
+        let csv =
+            "Name,Referred,Date,Concerns\nGood,in,2026-01-02,anxiety\nBad,in,2026-01-32,anxiety\n";
+        let checked = home
+            .import_csv(csv.as_bytes(), ImportOptions::default(), &|_| {})
+            .unwrap();
+        assert!(!checked.written);
+        assert_eq!(checked.errors[0].line, 3);
+        assert_eq!(home.partner_count().unwrap(), 0);
+        let skipped = ImportOptions {
+            skip_invalid: true,
+            ..ImportOptions::default()
+        };
+        let report = home.import_csv(csv.as_bytes(), skipped, &|_| {}).unwrap();
+        assert!(report.written);
+        assert_eq!((report.partners_created, report.errors.len()), (1, 1));
+        assert_eq!(home.partner_count().unwrap(), 1);
+    }
 }

@@ -13,6 +13,7 @@ import threading
 import time
 import unittest
 
+import rapport
 from rapport import (
     ChangeListener,
     InviteRole,
@@ -134,6 +135,9 @@ class PracticeTest(unittest.TestCase):
         self.assertIsInstance(digest.overdue_count, int)
         trends = home.trends("2026-11-27", 3)
         self.assertGreaterEqual(len(trends.by_stream), 1)
+
+        self.assertEqual(home.stream_window("2026-11-27", 90).total, 3)
+        self.assertIn("adhd", rapport.vocabulary().concerns)
 
         matches = home.match_need(Need(concerns=["adhd"]))
         self.assertTrue(matches, "a partner treating ADHD should match")

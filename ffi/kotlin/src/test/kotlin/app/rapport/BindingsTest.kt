@@ -104,6 +104,9 @@ class PracticeTest {
         assertTrue(home.trends("2026-11-27", 3u).byStream.isNotEmpty())
         home.weeklyDigest("2026-11-27")
 
+        assertEquals(3u, home.streamWindow("2026-11-27", 90u).total)
+        assertTrue(vocabulary().concerns.contains("adhd"))
+
         val matches = home.matchNeed(Need(concerns = listOf("adhd")))
         assertEquals(doctor.id, matches.first().id)
         assertTrue(matches.first().reasons.isNotEmpty())
