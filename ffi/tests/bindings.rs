@@ -103,7 +103,10 @@ fn kotlin_bindings() {
             "-Drapport.bindings={}",
             bindings.join("kotlin").display()
         ))
-        .arg(format!("-Drapport.library={}", profile_dir().display()))
+        .arg(format!(
+            "-Drapport.library={}",
+            bindings.join("lib").display()
+        ))
         .arg(format!("-Drapport.relay={}", relay().display()))
         .output()
         .expect("Maven is needed for the Kotlin binding tests: install maven (and a JDK 17+)");
