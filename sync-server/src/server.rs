@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rapport_wire::frames::{
-    CLOSE_BUSY, CLOSE_REMOVED, CLOSE_SHUTDOWN, ErrorCode, FrameError, MAX_BLOB, MAX_ENVELOPES,
-    MAX_FRAME, MAX_PULL, MAX_SNAPSHOT, Request, Response, Role, read_frame, write_frame,
+    CLOSE_BUSY, CLOSE_REMOVED, CLOSE_SHUTDOWN, Entry, ErrorCode, FrameError, MAX_BLOB,
+    MAX_ENVELOPES, MAX_FRAME, MAX_INLINE, MAX_PULL, MAX_SNAPSHOT, Request, Response, Role,
+    read_frame, write_frame,
 };
 use rapport_wire::identity::Identity;
 use rapport_wire::tls::{ServerLimits, peer_device, server_config};
@@ -72,7 +73,8 @@ impl Default for Config {
 struct State {
     store: Arc<Store>,
     config: Config,
-    notices: broadcast::Sender<(SpaceId, u64)>,
+    /// New entries: `(space, seq, the entry itself when small enough to carry inline)`.
+    notices: broadcast::Sender<(SpaceId, u64, Option<Arc<Entry>>)>,
     connections: Mutex<HashMap<DeviceId, Vec<(u64, quinn::Connection)>>>,
     next_connection: AtomicU64,
     rate: RateLimiter,
@@ -480,6 +482,12 @@ async fn handle(state: &State, device: DeviceId, request: Request) -> Outcome<Re
                 ));
             }
             member(state, space, device).await?;
+            let blob_len = blob.len();
+            let inline_blob = if blob_len <= MAX_INLINE {
+                blob.clone()
+            } else {
+                Vec::new()
+            };
             match state
                 .store
                 .write(Write::Push {
@@ -493,7 +501,16 @@ async fn handle(state: &State, device: DeviceId, request: Request) -> Outcome<Re
             {
                 Written::Pushed(seq, duplicate) => {
                     if !duplicate {
-                        let _ = state.notices.send((space, seq));
+                        // Small entries travel inside the notice: subscribers skip a pull.
+                        let inline = (blob_len <= MAX_INLINE).then(|| {
+                            Arc::new(Entry {
+                                seq,
+                                epoch,
+                                sender: device,
+                                blob: inline_blob,
+                            })
+                        });
+                        let _ = state.notices.send((space, seq, inline));
                     }
                     Ok(Response::Pushed { seq, duplicate })
                 }
@@ -663,8 +680,12 @@ async fn subscribe(
             _ = state.shutdown.cancelled() => break,
             _ = send.stopped() => break,
             notice = notices.recv() => match notice {
-                Ok((space, seq)) if spaces.contains(&space) => {
-                    if write_frame(&mut send, &Response::Notice { space, seq }).await.is_err() {
+                Ok((space, seq, inline)) if spaces.contains(&space) => {
+                    let frame = match inline {
+                        Some(entry) => Response::Delivered { space, entry: Entry::clone(&entry) },
+                        None => Response::Notice { space, seq },
+                    };
+                    if write_frame(&mut send, &frame).await.is_err() {
                         break;
                     }
                 }

@@ -7,9 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use rapport_wire::client::RelayClient;
+use rapport_wire::client::{Notice, RelayClient};
 use rapport_wire::frames::{
-    CLOSE_REMOVED, ErrorCode, KeyEnvelope, MAX_BLOB, Request, Response, Role, Snapshot, encode,
+    CLOSE_REMOVED, ErrorCode, KeyEnvelope, MAX_BLOB, MAX_INLINE, Request, Response, Role, Snapshot,
+    encode,
 };
 use rapport_wire::identity::Identity;
 use rapport_wire::{DeviceId, SpaceId};
@@ -114,8 +115,29 @@ async fn subscribers_hear_of_new_entries() {
     let notice = tokio::time::timeout(Duration::from_secs(5), notices.next())
         .await
         .unwrap()
+        .unwrap()
         .unwrap();
-    assert_eq!(notice, Some((space, 1)));
+    // A small entry travels whole inside the subscription.
+    let Notice::Entry {
+        space: heard,
+        entry,
+    } = notice
+    else {
+        panic!("a small entry was only announced: {notice:?}")
+    };
+    assert_eq!(
+        (heard, entry.seq, entry.sender, entry.blob.as_slice()),
+        (space, 1, member.id(), b"sealed".as_slice())
+    );
+    // A larger one is announced, to be pulled.
+    push(&member, space, 2, &vec![7u8; MAX_INLINE + 1])
+        .await
+        .unwrap();
+    let notice = tokio::time::timeout(Duration::from_secs(5), notices.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(notice, Some(Notice::Newest { space, seq: 2 }));
     // Another practice's space cannot be subscribed to.
     let (other_space, _other) = practice(&relay).await;
     let refused = member

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::SUPPORTED_VERSIONS;
-use crate::frames::{ErrorCode, FrameError, MAX_FRAME, Request, Response, read_frame, write_frame};
+use crate::frames::{
+    Entry, ErrorCode, FrameError, MAX_FRAME, Request, Response, read_frame, write_frame,
+};
 use crate::identity::Identity;
 use crate::ids::SpaceId;
 use crate::tls::{TlsError, client_config};
@@ -66,11 +68,41 @@ pub struct Notices {
     _send: quinn::SendStream,
 }
 
+/// What a subscription hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A space has entries up to `seq`: pull them.
+    Newest {
+        /// The space.
+        space: SpaceId,
+        /// Its newest seq.
+        seq: u64,
+    },
+    /// A small new entry, whole.
+    Entry {
+        /// The space.
+        space: SpaceId,
+        /// The entry.
+        entry: Entry,
+    },
+}
+
+impl Notice {
+    /// The space and the newest seq it announces.
+    pub fn newest(&self) -> (SpaceId, u64) {
+        match self {
+            Notice::Newest { space, seq } => (*space, *seq),
+            Notice::Entry { space, entry } => (*space, entry.seq),
+        }
+    }
+}
+
 impl Notices {
-    /// The next notice `(space, newest seq)`, or `None` when the stream ends.
-    pub async fn next(&mut self) -> Result<Option<(SpaceId, u64)>, ClientError> {
+    /// The next notice, or `None` when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<Notice>, ClientError> {
         match read_frame::<_, Response>(&mut self.recv, MAX_FRAME).await? {
-            Some(Response::Notice { space, seq }) => Ok(Some((space, seq))),
+            Some(Response::Notice { space, seq }) => Ok(Some(Notice::Newest { space, seq })),
+            Some(Response::Delivered { space, entry }) => Ok(Some(Notice::Entry { space, entry })),
             Some(other) => Err(ClientError::Unexpected(format!("{other:?}"))),
             None => Ok(None),
         }

@@ -350,7 +350,19 @@ pub enum Response {
         /// In words.
         message: String,
     },
+    /// A new entry, carried whole inside the subscription when it is small
+    /// (at most [`MAX_INLINE`] bytes of blob), so subscribers need no pull for it.
+    Delivered {
+        /// The space.
+        space: SpaceId,
+        /// The entry.
+        entry: Entry,
+    },
 }
+
+/// Largest blob a relay carries inside a subscription ([`Response::Delivered`]); larger
+/// entries are announced with [`Response::Notice`] and pulled.
+pub const MAX_INLINE: usize = 4 * 1024;
 
 /// Framing and decoding failures.
 #[derive(Debug, thiserror::Error)]

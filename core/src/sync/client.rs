@@ -6,7 +6,7 @@
 use rapport_wire::SpaceId;
 use rapport_wire::client::{ClientError, RelayClient, resolve};
 use rapport_wire::codes::{InviteCode, SetupCode};
-use rapport_wire::frames::{ErrorCode, MAX_BLOB, Request, Response, Role};
+use rapport_wire::frames::{Entry, ErrorCode, MAX_BLOB, Request, Response, Role};
 use sha2::{Digest, Sha256};
 
 use super::crypto::{self, SpaceKey};
@@ -547,6 +547,80 @@ pub async fn sync_now(home: &Home) -> Result<SyncReport> {
     report
 }
 
+/// Verifies, opens and merges one entry of `kind` (our own entries are already merged). A
+/// bad entry is refused and reported; it never stops the entries after it.
+async fn merge_entry(
+    home: &Home,
+    client: &RelayClient,
+    kind: SpaceKind,
+    space: SpaceId,
+    me: rapport_wire::DeviceId,
+    entry: &Entry,
+    report: &mut SyncReport,
+) -> Result<()> {
+    if entry.sender == me {
+        return Ok(());
+    }
+    if home.space_key(kind, entry.epoch)?.is_none() {
+        // A newer epoch: a device was removed and the key rotated.
+        fetch_keys(home, client, kind).await?;
+    }
+    let opened = match home.space_key(kind, entry.epoch)? {
+        Some(key) => {
+            crypto::open(&key, space, entry.sender, &entry.blob).map_err(|e| e.to_string())
+        }
+        None => Err(format!("no key for epoch {}", entry.epoch)),
+    };
+    let refused = match opened {
+        Ok(plain) => match home.merge_from_relay(kind, &plain) {
+            Ok(_) => {
+                report.merged += 1;
+                return Ok(());
+            }
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e,
+    };
+    tracing::warn!(seq = entry.seq, sender = %entry.sender, "refused an entry: {refused}");
+    report.rejected.push(format!(
+        "entry {} from {}: {refused}",
+        entry.seq, entry.sender
+    ));
+    Ok(())
+}
+
+/// Applies an entry the relay carried inside a notice: merged at once when it is the next
+/// one after the cursor (or skipped when already had). `false` means there is a gap before
+/// it: pull instead.
+pub async fn apply_delivered(
+    home: &Home,
+    client: &RelayClient,
+    space: SpaceId,
+    entry: &Entry,
+    report: &mut SyncReport,
+) -> Result<bool> {
+    let mut kind = None;
+    for candidate in [SpaceKind::Practice, SpaceKind::Personal] {
+        if space_of(home, candidate).ok() == Some(space) {
+            kind = Some(candidate);
+        }
+    }
+    let Some(kind) = kind else {
+        return Ok(false);
+    };
+    let cursor = home.sync_position(kind)?.cursor;
+    if entry.seq <= cursor {
+        return Ok(true);
+    }
+    if entry.seq != cursor + 1 {
+        return Ok(false);
+    }
+    let me = home.device_identity()?.device_id();
+    merge_entry(home, client, kind, space, me, entry, report).await?;
+    home.set_sync_cursor(kind, entry.seq)?;
+    Ok(true)
+}
+
 /// Most plaintext per relay entry: padded to its bucket it still fits one entry.
 pub const PIECE: usize = 512 * 1024 - 4;
 
@@ -645,31 +719,7 @@ async fn pull(
             Err(e) => return Err(sync_error(e)),
         };
         for entry in entries {
-            if entry.sender != me {
-                if home.space_key(kind, entry.epoch)?.is_none() {
-                    // A newer epoch: a device was removed and the key rotated.
-                    fetch_keys(home, client, kind).await?;
-                }
-                let opened = match home.space_key(kind, entry.epoch)? {
-                    Some(key) => crypto::open(&key, space, entry.sender, &entry.blob)
-                        .map_err(|e| e.to_string()),
-                    None => Err(format!("no key for epoch {}", entry.epoch)),
-                };
-                match opened {
-                    Ok(plain) => match home.merge_from_relay(kind, &plain) {
-                        Ok(_) => report.merged += 1,
-                        Err(e) => report
-                            .rejected
-                            .push(format!("entry {} from {}: {e}", entry.seq, entry.sender)),
-                    },
-                    Err(e) => {
-                        tracing::warn!(seq = entry.seq, sender = %entry.sender, "refused an entry: {e}");
-                        report
-                            .rejected
-                            .push(format!("entry {} from {}: {e}", entry.seq, entry.sender));
-                    }
-                }
-            }
+            merge_entry(home, client, kind, space, me, &entry, report).await?;
             cursor = entry.seq;
         }
         home.set_sync_cursor(kind, cursor)?;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{connect_known, round_for};
+use rapport_wire::client::Notice;
+
+use super::client::{SyncReport, apply_delivered, connect_known, round_for};
 use super::engine::Trigger;
 use super::engine::{Backoff, SyncStatus};
 use crate::doc::SpaceKind;
@@ -48,6 +50,13 @@ impl SyncService {
 impl Drop for SyncService {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+fn up_to_date(home: &Home, report: &SyncReport) -> SyncStatus {
+    SyncStatus::UpToDate {
+        at_ms: home.clock().now_ms(),
+        refused: u32::try_from(report.rejected.len()).unwrap_or(u32::MAX),
     }
 }
 
@@ -101,37 +110,49 @@ async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken
                 None
             }
         };
-        let mut trigger = Trigger::Full;
+        // `None`: nothing to run (an entry delivered inside a notice was merged already).
+        let mut trigger = Some(Trigger::Full);
         loop {
-            let progress = |done, total| on_status(&SyncStatus::Syncing { done, total });
-            match round_for(&home, &client, trigger, &progress).await {
-                Ok(report) => status(SyncStatus::UpToDate {
-                    at_ms: home.clock().now_ms(),
-                    refused: u32::try_from(report.rejected.len()).unwrap_or(u32::MAX),
-                }),
-                Err(e) => {
-                    status(SyncStatus::Error {
-                        reason: e.to_string(),
-                    });
-                    break;
+            if let Some(trigger) = trigger {
+                let progress = |done, total| on_status(&SyncStatus::Syncing { done, total });
+                match round_for(&home, &client, trigger, &progress).await {
+                    Ok(report) => status(up_to_date(&home, &report)),
+                    Err(e) => {
+                        status(SyncStatus::Error {
+                            reason: e.to_string(),
+                        });
+                        break;
+                    }
                 }
             }
             let notice = async {
                 match notices.as_mut() {
-                    Some(n) => n.next().await.ok().flatten().is_some(),
+                    Some(n) => n.next().await.ok().flatten(),
                     None => std::future::pending().await,
                 }
             };
             trigger = tokio::select! {
                 _ = stop.cancelled() => break,
-                alive = notice => if alive {
-                    Trigger::Notice
-                } else {
-                    status(SyncStatus::Error { reason: "the relay connection dropped".into() });
-                    break;
+                notice = notice => match notice {
+                    Some(Notice::Entry { space, entry }) => {
+                        let mut report = SyncReport::default();
+                        match apply_delivered(&home, &client, space, &entry, &mut report).await {
+                            Ok(true) => {
+                                status(up_to_date(&home, &report));
+                                None
+                            }
+                            // A gap before it, or it could not be applied: pull.
+                            Ok(false) | Err(_) => Some(Trigger::Notice),
+                        }
+                    }
+                    Some(Notice::Newest { .. }) => Some(Trigger::Notice),
+                    None => {
+                        status(SyncStatus::Error { reason: "the relay connection dropped".into() });
+                        break;
+                    }
                 },
-                _ = local.notified() => Trigger::Local,
-                _ = tokio::time::sleep(PERIOD) => Trigger::Full,
+                _ = local.notified() => Some(Trigger::Local),
+                _ = tokio::time::sleep(PERIOD) => Some(Trigger::Full),
             };
         }
         client.close().await;

@@ -31,9 +31,15 @@ fn setup_code(relay: &RelayProcess) -> String {
 }
 
 /// Runs the benchmark.
-pub fn run() -> Result<()> {
+/// Runs every sync figure, or with `latency_only` just the edit-to-visible ones (printed,
+/// `sync.json` left alone), for quick iteration on the live path.
+pub fn run(latency_only: bool) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let (p50, p99, overhead, change_bytes, wire_bytes) = runtime.block_on(latency_and_overhead())?;
+    if latency_only {
+        println!("edit_to_visible_p50_ms {p50:.1}  edit_to_visible_p99_ms {p99:.1}");
+        return Ok(());
+    }
     let (bootstrap_ms, initial_push_s, document_bytes) = runtime.block_on(bootstrap())?;
     println!("\n{:<26} {:>12}  target", "figure", "value");
     println!(
