@@ -354,6 +354,17 @@ fn load_space<'a>(
 /// for `refs` and heads, in one SQLite transaction. On failure the in-memory document is
 /// dropped so that it is reloaded from what is durable.
 fn persist(conn: &Connection, space: &mut Space, refs: &[EntityRef]) -> Result<()> {
+    persist_with(conn, space, refs, |_| Ok(()))
+}
+
+/// [`persist`], with `also` written in the same transaction (sync state that must move
+/// with the merge), so one fsync covers both.
+fn persist_with(
+    conn: &Connection,
+    space: &mut Space,
+    refs: &[EntityRef],
+    also: impl FnOnce(&Connection) -> Result<()>,
+) -> Result<()> {
     let result = (|| -> Result<Vec<ChangeHash>> {
         let doc = space.doc.as_ref().ok_or(Error::NoPractice)?;
         let heads = doc.get_heads();
@@ -363,6 +374,7 @@ fn persist(conn: &Connection, space: &mut Space, refs: &[EntityRef]) -> Result<(
         chunks::append(&tx, &space.id, &bytes, &heads, schema)?;
         read_model::apply(&tx, doc, &space.id, refs)?;
         chunks::set_model_heads(&tx, &space.id, &heads, read_model::MODEL_VERSION)?;
+        also(&tx)?;
         tx.commit()?;
         space.schema = schema;
         Ok(heads)

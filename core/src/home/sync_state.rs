@@ -160,12 +160,7 @@ impl Home {
     pub fn set_sync_cursor(&self, kind: SpaceKind, cursor: u64) -> Result<()> {
         let space = self.space_id(kind)?;
         let now = self.clock.now_ms();
-        self.lock_writer().conn.execute(
-            "INSERT INTO sync_state (space_id, relay_cursor, last_sync_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (space_id) DO UPDATE SET relay_cursor = max(relay_cursor, excluded.relay_cursor), last_sync_at = excluded.last_sync_at",
-            params![space, cursor as i64, now],
-        )?;
-        Ok(())
+        write_cursor(&self.lock_writer().conn, &space, cursor, now)
     }
 
     /// The seq the newest snapshot this device knows of covers.
@@ -196,4 +191,19 @@ impl Home {
         )?;
         Ok(())
     }
+}
+
+/// Moves a space's relay cursor forward (never back) and stamps the sync time.
+pub(super) fn write_cursor(
+    conn: &rusqlite::Connection,
+    space_id: &str,
+    cursor: u64,
+    now_ms: i64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO sync_state (space_id, relay_cursor, last_sync_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (space_id) DO UPDATE SET relay_cursor = max(relay_cursor, excluded.relay_cursor), last_sync_at = excluded.last_sync_at",
+        params![space_id, cursor as i64, now_ms],
+    )?;
+    Ok(())
 }

@@ -1224,3 +1224,28 @@ fn cadences_are_configurable_per_practice_and_per_partner() {
         "cadence_steps"
     );
 }
+
+#[test]
+fn a_live_entry_merges_and_moves_the_cursor_together() {
+    let (_da, a, _db, b) = pair();
+    let cursor = |h: &Home| h.sync_position(SpaceKind::Practice).unwrap().cursor;
+    let p = a.add_partner(partner("Delivered")).unwrap();
+    let bytes = a.export_document(SpaceKind::Practice).unwrap();
+    assert!(
+        b.merge_from_relay_at(SpaceKind::Practice, &bytes, 7)
+            .unwrap()
+            .changed
+    );
+    assert_eq!(b.partner(&p.id).unwrap().name, "Delivered");
+    assert_eq!(cursor(&b), 7);
+    // Bytes already had still move the cursor; it never moves back.
+    assert!(
+        !b.merge_from_relay_at(SpaceKind::Practice, &bytes, 8)
+            .unwrap()
+            .changed
+    );
+    assert_eq!(cursor(&b), 8);
+    b.merge_from_relay_at(SpaceKind::Practice, &bytes, 3)
+        .unwrap();
+    assert_eq!(cursor(&b), 8);
+}

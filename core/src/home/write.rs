@@ -6,7 +6,7 @@ use automerge::{Automerge, ObjType, ROOT, ReadDoc};
 use rusqlite::TransactionBehavior;
 
 use super::batch::{Batch, add_member};
-use super::{Home, Ids, Space, load_space, persist};
+use super::{Home, Ids, Space, load_space};
 use crate::doc::fields::{put_str, put_time};
 use crate::doc::{self, EntityRef, SCHEMA_VERSION, SpaceKind};
 use crate::error::{Error, Result};
@@ -262,7 +262,7 @@ impl Home {
     /// snapshot). Duplicates and out-of-order delivery are harmless; corrupt bytes are an
     /// error and change nothing that is stored.
     pub fn merge(&self, kind: SpaceKind, bytes: &[u8]) -> Result<MergeOutcome> {
-        self.merge_inner(kind, bytes, false)
+        self.merge_inner(kind, bytes, false, None)
     }
 
     /// Merges bytes pulled from the relay. If nothing local was waiting to be pushed, the
@@ -270,7 +270,18 @@ impl Home {
     /// the merge; checked under the writer lock, so a local edit racing the merge is never
     /// taken for pushed.
     pub fn merge_from_relay(&self, kind: SpaceKind, bytes: &[u8]) -> Result<MergeOutcome> {
-        self.merge_inner(kind, bytes, true)
+        self.merge_inner(kind, bytes, true, None)
+    }
+
+    /// [`Home::merge_from_relay`] of the relay entry `seq`, moving the relay cursor to it in
+    /// the same transaction (one durable write for a live update instead of two).
+    pub fn merge_from_relay_at(
+        &self,
+        kind: SpaceKind,
+        bytes: &[u8],
+        seq: u64,
+    ) -> Result<MergeOutcome> {
+        self.merge_inner(kind, bytes, true, Some(seq))
     }
 
     fn merge_inner(
@@ -278,7 +289,9 @@ impl Home {
         kind: SpaceKind,
         bytes: &[u8],
         advance_ack: bool,
+        cursor: Option<u64>,
     ) -> Result<MergeOutcome> {
+        let now = self.clock.now_ms();
         let (outcome, event) = {
             let mut writer = self.lock_writer();
             let super::Writer { conn, spaces, .. } = &mut *writer;
@@ -293,6 +306,9 @@ impl Home {
             let after = doc.get_heads();
             let waiting = !doc.get_missing_deps(&[]).is_empty();
             if before == after {
+                if let Some(seq) = cursor {
+                    super::sync_state::write_cursor(conn, &space.id, seq, now)?;
+                }
                 return Ok(MergeOutcome {
                     changed: false,
                     entities: 0,
@@ -307,23 +323,28 @@ impl Home {
                     .into_iter()
                     .collect()
             };
-            persist(conn, space, &refs)?;
-            if advance_ack {
-                let acked: Option<Vec<u8>> = conn
-                    .query_row(
-                        "SELECT acked_heads FROM sync_state WHERE space_id = ?1",
-                        [&space.id],
-                        |r| r.get(0),
-                    )
-                    .ok();
-                let nothing_unpushed = acked.is_some_and(|a| a == chunks::encode_heads(&before));
-                if nothing_unpushed {
-                    conn.execute(
-                        "UPDATE sync_state SET acked_heads = ?2 WHERE space_id = ?1",
-                        rusqlite::params![space.id, chunks::encode_heads(&after)],
-                    )?;
+            let space_id = space.id.clone();
+            super::persist_with(conn, space, &refs, |tx| {
+                if advance_ack {
+                    let acked: Option<Vec<u8>> = tx
+                        .query_row(
+                            "SELECT acked_heads FROM sync_state WHERE space_id = ?1",
+                            [&space_id],
+                            |r| r.get(0),
+                        )
+                        .ok();
+                    if acked.is_some_and(|a| a == chunks::encode_heads(&before)) {
+                        tx.execute(
+                            "UPDATE sync_state SET acked_heads = ?2 WHERE space_id = ?1",
+                            rusqlite::params![space_id, chunks::encode_heads(&after)],
+                        )?;
+                    }
                 }
-            }
+                if let Some(seq) = cursor {
+                    super::sync_state::write_cursor(tx, &space_id, seq, now)?;
+                }
+                Ok(())
+            })?;
             super::maybe_compact(conn, space);
             (
                 MergeOutcome {

@@ -548,7 +548,10 @@ pub async fn sync_now(home: &Home) -> Result<SyncReport> {
 }
 
 /// Verifies, opens and merges one entry of `kind` (our own entries are already merged). A
-/// bad entry is refused and reported; it never stops the entries after it.
+/// bad entry is refused and reported; it never stops the entries after it. With
+/// `move_cursor`, a merged entry also moves the relay cursor to its seq in the same
+/// transaction; the answer says whether that happened.
+#[allow(clippy::too_many_arguments)]
 async fn merge_entry(
     home: &Home,
     client: &RelayClient,
@@ -556,10 +559,11 @@ async fn merge_entry(
     space: SpaceId,
     me: rapport_wire::DeviceId,
     entry: &Entry,
+    move_cursor: bool,
     report: &mut SyncReport,
-) -> Result<()> {
+) -> Result<bool> {
     if entry.sender == me {
-        return Ok(());
+        return Ok(false);
     }
     if home.space_key(kind, entry.epoch)?.is_none() {
         // A newer epoch: a device was removed and the key rotated.
@@ -572,13 +576,20 @@ async fn merge_entry(
         None => Err(format!("no key for epoch {}", entry.epoch)),
     };
     let refused = match opened {
-        Ok(plain) => match home.merge_from_relay(kind, &plain) {
-            Ok(_) => {
-                report.merged += 1;
-                return Ok(());
+        Ok(plain) => {
+            let merged = if move_cursor {
+                home.merge_from_relay_at(kind, &plain, entry.seq)
+            } else {
+                home.merge_from_relay(kind, &plain)
+            };
+            match merged {
+                Ok(_) => {
+                    report.merged += 1;
+                    return Ok(move_cursor);
+                }
+                Err(e) => e.to_string(),
             }
-            Err(e) => e.to_string(),
-        },
+        }
         Err(e) => e,
     };
     tracing::warn!(seq = entry.seq, sender = %entry.sender, "refused an entry: {refused}");
@@ -586,7 +597,7 @@ async fn merge_entry(
         "entry {} from {}: {refused}",
         entry.seq, entry.sender
     ));
-    Ok(())
+    Ok(false)
 }
 
 /// Applies an entry the relay carried inside a notice: merged at once when it is the next
@@ -616,8 +627,9 @@ pub async fn apply_delivered(
         return Ok(false);
     }
     let me = home.device_identity()?.device_id();
-    merge_entry(home, client, kind, space, me, entry, report).await?;
-    home.set_sync_cursor(kind, entry.seq)?;
+    if !merge_entry(home, client, kind, space, me, entry, true, report).await? {
+        home.set_sync_cursor(kind, entry.seq)?;
+    }
     Ok(true)
 }
 
@@ -719,7 +731,7 @@ async fn pull(
             Err(e) => return Err(sync_error(e)),
         };
         for entry in entries {
-            merge_entry(home, client, kind, space, me, &entry, report).await?;
+            merge_entry(home, client, kind, space, me, &entry, false, report).await?;
             cursor = entry.seq;
         }
         home.set_sync_cursor(kind, cursor)?;
