@@ -482,12 +482,8 @@ async fn handle(state: &State, device: DeviceId, request: Request) -> Outcome<Re
                 ));
             }
             member(state, space, device).await?;
-            let blob_len = blob.len();
-            let inline_blob = if blob_len <= MAX_INLINE {
-                blob.clone()
-            } else {
-                Vec::new()
-            };
+            // Small entries travel inside the notice: subscribers skip a pull.
+            let inline = (blob.len() <= MAX_INLINE).then(|| blob.clone());
             match state
                 .store
                 .write(Write::Push {
@@ -501,13 +497,12 @@ async fn handle(state: &State, device: DeviceId, request: Request) -> Outcome<Re
             {
                 Written::Pushed(seq, duplicate) => {
                     if !duplicate {
-                        // Small entries travel inside the notice: subscribers skip a pull.
-                        let inline = (blob_len <= MAX_INLINE).then(|| {
+                        let inline = inline.map(|blob| {
                             Arc::new(Entry {
                                 seq,
                                 epoch,
                                 sender: device,
-                                blob: inline_blob,
+                                blob,
                             })
                         });
                         let _ = state.notices.send((space, seq, inline));

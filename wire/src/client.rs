@@ -87,16 +87,6 @@ pub enum Notice {
     },
 }
 
-impl Notice {
-    /// The space and the newest seq it announces.
-    pub fn newest(&self) -> (SpaceId, u64) {
-        match self {
-            Notice::Newest { space, seq } => (*space, *seq),
-            Notice::Entry { space, entry } => (*space, entry.seq),
-        }
-    }
-}
-
 impl Notices {
     /// The next notice, or `None` when the stream ends.
     pub async fn next(&mut self) -> Result<Option<Notice>, ClientError> {

@@ -548,10 +548,9 @@ pub async fn sync_now(home: &Home) -> Result<SyncReport> {
 }
 
 /// Verifies, opens and merges one entry of `kind` (our own entries are already merged). A
-/// bad entry is refused and reported; it never stops the entries after it. With
-/// `move_cursor`, a merged entry also moves the relay cursor to its seq in the same
-/// transaction; the answer says whether that happened.
-#[allow(clippy::too_many_arguments)]
+/// bad entry is refused and reported; it never stops the entries after it. A merged entry
+/// moves the relay cursor to its seq in the same transaction; the answer says whether
+/// that happened.
 async fn merge_entry(
     home: &Home,
     client: &RelayClient,
@@ -559,7 +558,6 @@ async fn merge_entry(
     space: SpaceId,
     me: rapport_wire::DeviceId,
     entry: &Entry,
-    move_cursor: bool,
     report: &mut SyncReport,
 ) -> Result<bool> {
     if entry.sender == me {
@@ -576,20 +574,13 @@ async fn merge_entry(
         None => Err(format!("no key for epoch {}", entry.epoch)),
     };
     let refused = match opened {
-        Ok(plain) => {
-            let merged = if move_cursor {
-                home.merge_from_relay_at(kind, &plain, entry.seq)
-            } else {
-                home.merge_from_relay(kind, &plain)
-            };
-            match merged {
-                Ok(_) => {
-                    report.merged += 1;
-                    return Ok(move_cursor);
-                }
-                Err(e) => e.to_string(),
+        Ok(plain) => match home.merge_from_relay_at(kind, &plain, entry.seq) {
+            Ok(_) => {
+                report.merged += 1;
+                return Ok(true);
             }
-        }
+            Err(e) => e.to_string(),
+        },
         Err(e) => e,
     };
     tracing::warn!(seq = entry.seq, sender = %entry.sender, "refused an entry: {refused}");
@@ -627,7 +618,7 @@ pub async fn apply_delivered(
         return Ok(false);
     }
     let me = home.device_identity()?.device_id();
-    if !merge_entry(home, client, kind, space, me, entry, true, report).await? {
+    if !merge_entry(home, client, kind, space, me, entry, report).await? {
         home.set_sync_cursor(kind, entry.seq)?;
     }
     Ok(true)
@@ -731,7 +722,7 @@ async fn pull(
             Err(e) => return Err(sync_error(e)),
         };
         for entry in entries {
-            merge_entry(home, client, kind, space, me, &entry, false, report).await?;
+            merge_entry(home, client, kind, space, me, &entry, report).await?;
             cursor = entry.seq;
         }
         home.set_sync_cursor(kind, cursor)?;
