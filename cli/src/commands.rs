@@ -293,6 +293,13 @@ pub fn run(cli: Cli) -> Result<()> {
             ))?;
             eprintln!();
             println!("Joined {:?}.", identity.practice_name);
+            // Tell the practice about this clinician now rather than at the next sync.
+            eprintln!("announcing you to the practice ...");
+            if let Err(e) = runtime()?.block_on(client::sync_now(&home)) {
+                eprintln!(
+                    "The practice is here, but announcing you failed ({e}); `rapport sync` finishes it."
+                );
+            }
         }
         Command::Sync { watch } => {
             let runtime = runtime()?;

@@ -10,6 +10,7 @@ mod batch;
 mod insights;
 mod partner_edit;
 mod read;
+mod snapshot;
 mod sync_state;
 mod write;
 
@@ -346,6 +347,13 @@ fn load_space<'a>(
                 schema,
             },
         );
+        if kind == SpaceKind::Practice
+            && let Some(space) = spaces.get_mut(&kind)
+            && let Err(e) = snapshot::apply_pending_join(conn, space)
+        {
+            spaces.remove(&kind);
+            return Err(e);
+        }
     }
     spaces.get_mut(&kind).ok_or(Error::NoPractice)
 }

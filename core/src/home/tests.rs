@@ -663,6 +663,92 @@ fn personal_notes_stay_out_of_the_practice_document() {
     assert!(doc::check_shape(&personal, SpaceKind::Personal).is_ok());
 }
 
+#[test]
+fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = practice(da.path());
+    let p = a
+        .add_partner(NewPartner {
+            ideal_client: "Teens with school refusal".into(),
+            specialties: vec!["anxiety".into()],
+            ..partner("Dr. Lee Park")
+        })
+        .unwrap();
+    a.log_touchpoint(NewTouchpoint {
+        partner_id: p.id.clone(),
+        kind: TouchpointKind::Coffee,
+        at: Some(day("2026-03-01")),
+        outcome: None,
+        note: "Talked about her waitlist".into(),
+        allow_contact_details: false,
+        member_id: None,
+    })
+    .unwrap();
+    a.add_note(&p.id, "Private: prefers texts after 5pm")
+        .unwrap();
+    let snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
+    let json = zstd::decode_all(snapshot.records.as_deref().unwrap()).unwrap();
+    assert!(
+        !json.windows(7).any(|w| w == b"Private"),
+        "a practice snapshot never carries a personal note"
+    );
+
+    let b = open(db.path());
+    let practice_id = a.identity().unwrap().unwrap().practice_id;
+    let ben = b
+        .join_practice_from_snapshot(&practice_id, &snapshot, "Ben Ode")
+        .unwrap();
+    assert!(!b.is_document_loaded(SpaceKind::Practice));
+    let shared = |h: &Home| -> Vec<String> {
+        h.read_model_dump()
+            .unwrap()
+            .into_iter()
+            .filter(|l| !l.starts_with("members:") && !l.starts_with("notes:"))
+            .collect()
+    };
+    assert_eq!(
+        shared(&a),
+        shared(&b),
+        "the installed read model is the projected one"
+    );
+    assert_eq!(
+        b.search_partners("waitlist", 10).unwrap().len(),
+        0,
+        "notes of touchpoints are not indexed"
+    );
+    assert_eq!(b.search_partners("school refusal", 10).unwrap().len(), 1);
+    assert!(
+        b.members()
+            .unwrap()
+            .iter()
+            .any(|m| m.display_name == "Ben Ode")
+    );
+
+    // The pending member entry survives a restart, and nothing is rebuilt.
+    drop(b);
+    let b = open(db.path());
+    assert!(b.has_pending_join().unwrap());
+    assert!(!b.is_document_loaded(SpaceKind::Practice));
+
+    // The first write loads the document and writes the member entry with it.
+    b.add_partner(partner("Written by Ben")).unwrap();
+    assert!(!b.has_pending_join().unwrap());
+    a.merge(
+        SpaceKind::Practice,
+        &b.changes_since(SpaceKind::Practice, &snapshot.heads)
+            .unwrap(),
+    )
+    .unwrap();
+    let members = a.members().unwrap();
+    assert!(
+        members
+            .iter()
+            .any(|m| m.id == ben.member_id && m.display_name == "Ben Ode"),
+        "{members:?}"
+    );
+    assert_eq!(a.partner_count().unwrap(), 2);
+}
+
 fn pair() -> (tempfile::TempDir, Home, tempfile::TempDir, Home) {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = practice(da.path());

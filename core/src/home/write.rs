@@ -202,12 +202,9 @@ impl Home {
     ) -> Result<()> {
         let now_ms = self.clock.now_ms();
         let actor = doc::actor_for(&ids.device_id);
-        let member_id = ids.member_id.clone();
         let personal = match personal {
             Some(personal) => personal.with_actor(actor),
-            None => doc::genesis(SpaceKind::Personal, actor, &member_id, now_ms, |tx| {
-                put_str(tx, &ROOT, "owner_member", &member_id)
-            })?,
+            None => new_personal_space(ids, now_ms)?,
         };
         let tx =
             rusqlite::Transaction::new_unchecked(&writer.conn, TransactionBehavior::Immediate)?;
@@ -478,8 +475,16 @@ fn joinable_practice(document: &[u8]) -> Result<Automerge> {
     Ok(practice)
 }
 
+/// A new clinician's personal space.
+pub(super) fn new_personal_space(ids: &Ids, now_ms: i64) -> Result<Automerge> {
+    let actor = doc::actor_for(&ids.device_id);
+    doc::genesis(SpaceKind::Personal, actor, &ids.member_id, now_ms, |tx| {
+        put_str(tx, &ROOT, "owner_member", &ids.member_id)
+    })
+}
+
 /// A home holds one practice: refuse a second.
-fn ensure_no_practice(writer: &super::Writer) -> Result<()> {
+pub(super) fn ensure_no_practice(writer: &super::Writer) -> Result<()> {
     if writer.ids.is_some() {
         let name = queries::practice_name(&writer.conn)?.unwrap_or_default();
         return Err(Error::PracticeExists(name));
@@ -487,7 +492,7 @@ fn ensure_no_practice(writer: &super::Writer) -> Result<()> {
     Ok(())
 }
 
-fn device_id(conn: &rusqlite::Connection) -> Result<String> {
+pub(super) fn device_id(conn: &rusqlite::Connection) -> Result<String> {
     queries::home_value(conn, "device_id")?
         .ok_or_else(|| Error::Conflict("the home has no device id".into()))
 }

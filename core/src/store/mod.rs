@@ -189,6 +189,9 @@ pub fn classify(path: &Path, err: rusqlite::Error) -> Error {
     }
 }
 
+/// The writer's page cache (SQLite's default, 2 MiB; negative means KiB).
+pub const CACHE_SIZE: i64 = -2000;
+
 /// Opens (creating if needed) the home database and brings it to [`STORE_VERSION`].
 pub fn open_writer(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(
@@ -214,6 +217,7 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
     // FULL: a write the API reported as committed survives power loss, not only a crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", CACHE_SIZE)?;
     // Checkpoints run on the home's checkpointer thread, off the write path; this is
     // only a safety net should that thread fall far behind (about 40 MB of WAL).
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;

@@ -7,11 +7,12 @@ use automerge::{Automerge, ReadDoc};
 use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::doc::{self, Collection, EntityRef, SpaceKind, project};
 use crate::error::Result;
-use crate::model::{EntityKind, Partner};
+use crate::model::{EntityKind, Followup, Member, Note, Partner, Referral, Stream, Touchpoint};
 
 /// Version of the projection; bump it when a table or a derived column changes meaning,
 /// and every home rebuilds its read model on next open.
@@ -110,104 +111,126 @@ fn apply_one(
     kind: EntityKind,
     id: &str,
 ) -> Result<()> {
-    {
-        match kind {
-            EntityKind::Practice => upsert_practice(conn, doc, space_id)?,
-            EntityKind::Member => match project::member(doc, id) {
-                Some(m) => {
-                    conn.prepare_cached(
-                        "INSERT OR REPLACE INTO members (id, display_name, archived, data) VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![m.id, m.display_name, m.archived, json(&m)?])?;
-                }
-                None => delete(conn, "members", id)?,
-            },
-            EntityKind::Stream => match project::stream(doc, id) {
-                Some(s) => {
-                    conn.prepare_cached(
-                        "INSERT OR REPLACE INTO streams (id, name, data) VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![s.id, s.name, json(&s)?])?;
-                }
-                None => delete(conn, "streams", id)?,
-            },
-            EntityKind::Partner => match project::partner(doc, id) {
-                Some(p) => upsert_partner(conn, &p)?,
-                None => delete_partner(conn, id)?,
-            },
-            EntityKind::Touchpoint => match project::touchpoint(doc, id) {
-                Some(t) => {
-                    conn.prepare_cached(
-                        "INSERT OR REPLACE INTO touchpoints (id, partner_id, member_id, kind, at, outcome, archived, data)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    )?
-                    .execute(params![
-                        t.id,
-                        t.partner_id,
-                        t.member_id,
-                        t.kind.code(),
-                        t.at.to_string(),
-                        t.outcome.map(|o| o.code()),
-                        t.archived,
-                        json(&t)?
-                    ])?;
-                }
-                None => delete(conn, "touchpoints", id)?,
-            },
-            EntityKind::Referral => {
-                conn.prepare_cached("DELETE FROM referral_concerns WHERE referral_id = ?1")?
-                    .execute([id])?;
-                match project::referral(doc, id) {
-                    Some(r) => {
-                        conn.prepare_cached(
-                            "INSERT OR REPLACE INTO referrals
-                             (id, partner_id, member_id, direction, at, status, outcome, age_band, payer_category, modality, data)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                        )?
-                        .execute(params![
-                            r.id,
-                            r.partner_id,
-                            r.member_id,
-                            r.direction.code(),
-                            r.at.to_string(),
-                            r.status.code(),
-                            r.outcome.map(|o| o.code()),
-                            r.age_band.map(|a| a.code()),
-                            r.payer_category.map(|p| p.code()),
-                            r.modality,
-                            json(&r)?
-                        ])?;
-                        let mut stmt = conn.prepare_cached(
-                            "INSERT OR IGNORE INTO referral_concerns (concern, referral_id) VALUES (?1, ?2)",
-                        )?;
-                        for concern in &r.concerns {
-                            stmt.execute(params![concern, r.id])?;
-                        }
-                    }
-                    None => delete(conn, "referrals", id)?,
-                }
+    match kind {
+        EntityKind::Practice => upsert_practice(conn, doc, space_id),
+        EntityKind::Member => match project::member(doc, id) {
+            Some(m) => put_member(conn, &m),
+            None => delete(conn, "members", id),
+        },
+        EntityKind::Stream => match project::stream(doc, id) {
+            Some(s) => put_stream(conn, &s),
+            None => delete(conn, "streams", id),
+        },
+        EntityKind::Partner => match project::partner(doc, id) {
+            Some(p) => upsert_partner(conn, &p, &json(&p)?),
+            None => delete_partner(conn, id),
+        },
+        EntityKind::Touchpoint => match project::touchpoint(doc, id) {
+            Some(t) => put_touchpoint(conn, &t, &json(&t)?),
+            None => delete(conn, "touchpoints", id),
+        },
+        EntityKind::Referral => {
+            conn.prepare_cached("DELETE FROM referral_concerns WHERE referral_id = ?1")?
+                .execute([id])?;
+            match project::referral(doc, id) {
+                Some(r) => put_referral(conn, &r, &json(&r)?),
+                None => delete(conn, "referrals", id),
             }
-            EntityKind::Followup => match project::followup(doc, id) {
-                Some(f) => {
-                    conn.prepare_cached(
-                        "INSERT OR REPLACE INTO followups (id, partner_id, member_id, due, status, data)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?
-                    .execute(params![f.id, f.partner_id, f.member_id, f.due.to_string(), f.status.code(), json(&f)?])?;
-                }
-                None => delete(conn, "followups", id)?,
-            },
-            EntityKind::Note => match project::note(doc, id) {
-                Some(n) => {
-                    conn.prepare_cached(
-                        "INSERT OR REPLACE INTO notes (id, partner_id, at, archived, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![n.id, n.partner_id, n.at.to_string(), n.archived, json(&n)?])?;
-                }
-                None => delete(conn, "notes", id)?,
-            },
         }
+        EntityKind::Followup => match project::followup(doc, id) {
+            Some(f) => put_followup(conn, &f, &json(&f)?),
+            None => delete(conn, "followups", id),
+        },
+        EntityKind::Note => match project::note(doc, id) {
+            Some(n) => put_note(conn, &n, &json(&n)?),
+            None => delete(conn, "notes", id),
+        },
     }
+}
+
+/// Writes a member's row.
+pub(crate) fn put_member(conn: &Connection, m: &Member) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO members (id, display_name, archived, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![m.id, m.display_name, m.archived, json(m)?])?;
+    Ok(())
+}
+
+fn put_stream(conn: &Connection, s: &Stream) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO streams (id, name, data) VALUES (?1, ?2, ?3)")?
+        .execute(params![s.id, s.name, json(s)?])?;
+    Ok(())
+}
+
+fn put_touchpoint(conn: &Connection, t: &Touchpoint, data: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO touchpoints (id, partner_id, member_id, kind, at, outcome, archived, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        t.id,
+        t.partner_id,
+        t.member_id,
+        t.kind.code(),
+        t.at.to_string(),
+        t.outcome.map(|o| o.code()),
+        t.archived,
+        data
+    ])?;
+    Ok(())
+}
+
+/// Writes a referral's row and its concerns (the caller has cleared older concerns).
+fn put_referral(conn: &Connection, r: &Referral, data: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO referrals
+         (id, partner_id, member_id, direction, at, status, outcome, age_band, payer_category, modality, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        r.id,
+        r.partner_id,
+        r.member_id,
+        r.direction.code(),
+        r.at.to_string(),
+        r.status.code(),
+        r.outcome.map(|o| o.code()),
+        r.age_band.map(|a| a.code()),
+        r.payer_category.map(|p| p.code()),
+        r.modality,
+        data
+    ])?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO referral_concerns (concern, referral_id) VALUES (?1, ?2)",
+    )?;
+    for concern in &r.concerns {
+        stmt.execute(params![concern, r.id])?;
+    }
+    Ok(())
+}
+
+fn put_followup(conn: &Connection, f: &Followup, data: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO followups (id, partner_id, member_id, due, status, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        f.id,
+        f.partner_id,
+        f.member_id,
+        f.due.to_string(),
+        f.status.code(),
+        data
+    ])?;
+    Ok(())
+}
+
+fn put_note(conn: &Connection, n: &Note, data: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO notes (id, partner_id, at, archived, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![n.id, n.partner_id, n.at.to_string(), n.archived, data])?;
     Ok(())
 }
 
@@ -243,7 +266,7 @@ pub fn name_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
-fn upsert_partner(conn: &Connection, p: &Partner) -> Result<()> {
+fn upsert_partner(conn: &Connection, p: &Partner, data: &str) -> Result<()> {
     let rid: i64 = conn
         .prepare_cached(
             "INSERT INTO partners (id, name_key, kind, stream_id, status, city_key, archived, accepting,
@@ -266,7 +289,7 @@ fn upsert_partner(conn: &Connection, p: &Partner) -> Result<()> {
                 p.accepting,
                 p.telehealth,
                 p.created_at,
-                json(p)?,
+                data,
                 p.name
             ],
             |r| r.get(0),
@@ -343,9 +366,9 @@ pub fn all_refs(doc: &Automerge, kind: SpaceKind) -> Vec<EntityRef> {
     refs
 }
 
-/// Drops and re-derives every row of a space from its document.
-pub fn rebuild(conn: &Connection, doc: &Automerge, space_id: &str, kind: SpaceKind) -> Result<()> {
-    let tables: &[&str] = match kind {
+/// The read-model tables that hold a space's rows.
+fn tables_of(kind: SpaceKind) -> &'static [&'static str] {
+    match kind {
         SpaceKind::Practice => &[
             "practice",
             "members",
@@ -359,14 +382,182 @@ pub fn rebuild(conn: &Connection, doc: &Automerge, space_id: &str, kind: SpaceKi
             "followups",
         ],
         SpaceKind::Personal => &["notes"],
-    };
-    for table in tables {
+    }
+}
+
+/// Drops and re-derives every row of a space from its document.
+pub fn rebuild(conn: &Connection, doc: &Automerge, space_id: &str, kind: SpaceKind) -> Result<()> {
+    for table in tables_of(kind) {
         conn.execute(&format!("DELETE FROM {table}"), [])?;
     }
     let refs = all_refs(doc, kind);
     for (entity, id) in &refs {
         apply_one(conn, doc, space_id, *entity, id)?;
     }
+    if kind == SpaceKind::Practice {
+        refresh_all_activity(conn)?;
+    }
+    Ok(())
+}
+
+/// The entity records of a space's read model: what a snapshot carries so that a joining
+/// device can install the read model without loading and projecting the document.
+#[derive(Debug, Default, Deserialize)]
+pub struct Records {
+    /// The projection version the records were written by; installing needs the same.
+    pub model_version: i64,
+    /// The practice's name and settings (practice space only).
+    #[serde(default)]
+    pub practice: Option<PracticeRecord>,
+    /// Members.
+    #[serde(default)]
+    pub members: Vec<Member>,
+    /// Referral streams.
+    #[serde(default)]
+    pub streams: Vec<Stream>,
+    /// Partners.
+    #[serde(default)]
+    pub partners: Vec<Box<RawValue>>,
+    /// Touchpoints.
+    #[serde(default)]
+    pub touchpoints: Vec<Box<RawValue>>,
+    /// Referrals.
+    #[serde(default)]
+    pub referrals: Vec<Box<RawValue>>,
+    /// Follow-ups.
+    #[serde(default)]
+    pub followups: Vec<Box<RawValue>>,
+    /// Personal notes (personal space only).
+    #[serde(default)]
+    pub notes: Vec<Box<RawValue>>,
+}
+
+/// The practice row of the read model.
+#[derive(Debug, Deserialize)]
+pub struct PracticeRecord {
+    /// The practice's name.
+    pub name: String,
+    /// Its settings, as stored.
+    pub settings: serde_json::Value,
+}
+
+/// The collections of a space's records, each with the table that holds its JSON.
+fn record_tables(kind: SpaceKind) -> &'static [&'static str] {
+    match kind {
+        SpaceKind::Practice => &[
+            "members",
+            "streams",
+            "partners",
+            "touchpoints",
+            "referrals",
+            "followups",
+        ],
+        SpaceKind::Personal => &["notes"],
+    }
+}
+
+/// Writes a space's read model as the JSON of [`Records`]. Each row already stores its
+/// record's JSON, so this copies text and parses nothing. Only the tables of `kind` are
+/// read: a practice export never contains a personal note.
+pub fn export(conn: &Connection, space_id: &str, kind: SpaceKind) -> Result<Vec<u8>> {
+    let mut out = format!("{{\"model_version\":{MODEL_VERSION}");
+    if kind == SpaceKind::Practice {
+        let practice: Option<(String, String)> = conn
+            .query_row(
+                "SELECT name, settings FROM practice WHERE space_id = ?1",
+                [space_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((name, settings)) = practice {
+            out.push_str(",\"practice\":{\"name\":");
+            out.push_str(&json(&name)?);
+            out.push_str(",\"settings\":");
+            out.push_str(&settings);
+            out.push('}');
+        }
+    }
+    for table in record_tables(kind) {
+        out.push_str(&format!(",\"{table}\":["));
+        let mut stmt = conn.prepare(&format!("SELECT data FROM {table}"))?;
+        let mut rows = stmt.query([])?;
+        let mut first = true;
+        while let Some(row) = rows.next()? {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
+        }
+        out.push(']');
+    }
+    out.push('}');
+    Ok(out.into_bytes())
+}
+
+/// The page cache while installing a snapshot's read model, in KiB.
+const INSTALL_CACHE_KIB: i64 = 256 * 1024;
+
+/// Parses each record and writes it with its JSON as received (it is what the sender
+/// stored, so it is not encoded again).
+fn each<T: serde::de::DeserializeOwned>(
+    raws: &[Box<RawValue>],
+    mut put: impl FnMut(&T, &str) -> Result<()>,
+) -> Result<()> {
+    for raw in raws {
+        let record: T = serde_json::from_str(raw.get()).map_err(|e| {
+            crate::Error::Sync(format!(
+                "a record in the snapshot's read model is malformed: {e}"
+            ))
+        })?;
+        put(&record, raw.get())?;
+    }
+    Ok(())
+}
+
+/// Replaces a space's read model with `records` (from [`export`] on another device, at
+/// the document heads the caller records beside them).
+pub fn install(
+    conn: &Connection,
+    space_id: &str,
+    kind: SpaceKind,
+    records: &Records,
+) -> Result<()> {
+    for table in tables_of(kind) {
+        conn.execute(&format!("DELETE FROM {table}"), [])?;
+    }
+    if let Some(practice) = &records.practice {
+        conn.execute(
+            "INSERT OR REPLACE INTO practice (space_id, name, settings) VALUES (?1, ?2, ?3)",
+            params![space_id, practice.name, practice.settings.to_string()],
+        )?;
+    }
+    // The whole read model is written in one transaction: a large page cache keeps the
+    // index pages in memory until the commit instead of spilling them as they change.
+    conn.execute_batch(&format!("PRAGMA cache_size = -{INSTALL_CACHE_KIB}"))?;
+    let result = (|| {
+        for m in &records.members {
+            put_member(conn, m)?;
+        }
+        for s in &records.streams {
+            put_stream(conn, s)?;
+        }
+        each(&records.partners, |p: &Partner, data| {
+            upsert_partner(conn, p, data)
+        })?;
+        each(&records.touchpoints, |t: &Touchpoint, data| {
+            put_touchpoint(conn, t, data)
+        })?;
+        each(&records.referrals, |r: &Referral, data| {
+            put_referral(conn, r, data)
+        })?;
+        each(&records.followups, |f: &Followup, data| {
+            put_followup(conn, f, data)
+        })?;
+        each(&records.notes, |n: &Note, data| put_note(conn, n, data))
+    })();
+    conn.execute_batch(&format!("PRAGMA cache_size = {}", crate::store::CACHE_SIZE))?;
+    result?;
     if kind == SpaceKind::Practice {
         refresh_all_activity(conn)?;
     }

@@ -6,12 +6,13 @@
 use rapport_wire::SpaceId;
 use rapport_wire::client::{ClientError, RelayClient, resolve};
 use rapport_wire::codes::{InviteCode, SetupCode};
-use rapport_wire::frames::{Entry, ErrorCode, MAX_BLOB, Request, Response, Role};
+use rapport_wire::frames::{Entry, ErrorCode, MAX_BLOB, MAX_SNAPSHOT, Request, Response, Role};
 use sha2::{Digest, Sha256};
 
 use super::crypto::{self, SpaceKey};
 pub use super::engine::SNAPSHOT_EVERY;
 use super::engine::{self, SpaceView, Step, Trigger};
+use super::snapshot::SpaceSnapshot;
 use crate::doc::SpaceKind;
 use crate::error::{Error, Result};
 use crate::home::{Home, RelayInfo};
@@ -156,6 +157,7 @@ pub async fn create_invite(home: &Home, role: Role, ttl_secs: u64) -> Result<Str
     let key = home
         .current_space_key(SpaceKind::Practice)?
         .ok_or_else(|| Error::Sync("this device has no key for the practice".into()))?;
+    refresh_snapshot(home, &client).await?;
     Ok(InviteCode {
         addr: relay.addr,
         fingerprint: relay.fingerprint,
@@ -244,10 +246,15 @@ pub async fn join_with_progress(
         .await
         .map_err(sync_error)?;
     let key = SpaceKey::from_bytes(invite.epoch, invite.key);
-    let (bytes, cursor, rejected) = bootstrap(&client, invite.space, &key, progress).await?;
-    if !rejected.is_empty() {
-        tracing::warn!(count = rejected.len(), "entries refused while joining");
+    let second_device = invite.member.is_some() && invite.personal.is_some();
+    let fetched = bootstrap(&client, invite.space, &key, !second_device, progress).await?;
+    if !fetched.rejected.is_empty() {
+        tracing::warn!(
+            count = fetched.rejected.len(),
+            "entries refused while joining"
+        );
     }
+    let cursor = fetched.cursor;
     if let (Some(member), Some(personal)) = (&invite.member, &invite.personal) {
         // Another device of an existing clinician: same member, their personal space too.
         client
@@ -259,14 +266,15 @@ pub async fn join_with_progress(
             .await
             .map_err(sync_error)?;
         let personal_key = SpaceKey::from_bytes(personal.epoch, personal.key);
-        let (personal_bytes, personal_cursor, _) =
-            bootstrap(&client, personal.space, &personal_key, &|_, _| {}).await?;
+        let personal_fetched =
+            bootstrap(&client, personal.space, &personal_key, false, &|_, _| {}).await?;
+        let personal_cursor = personal_fetched.cursor;
         let identity = home.add_device(
             &invite.space.to_string(),
-            &bytes,
+            &fetched.document_bytes(),
             member,
             &personal.space.to_string(),
-            &personal_bytes,
+            &personal_fetched.document_bytes(),
         )?;
         home.set_relay(&RelayInfo {
             addr: invite.addr.clone(),
@@ -280,7 +288,17 @@ pub async fn join_with_progress(
         let _ = member_name;
         return Ok(identity);
     }
-    let identity = home.join_practice(&invite.space.to_string(), &bytes, member_name)?;
+    // With the read model in the snapshot, the practice is installed as it is and its
+    // document stays unloaded: the first sync round loads it, writes this member's entry
+    // and brings anything newer than the snapshot.
+    let from_snapshot = fetched.snapshot_suffices();
+    let practice_id = invite.space.to_string();
+    let identity = match &fetched.snapshot {
+        Some(snapshot) if from_snapshot => {
+            home.join_practice_from_snapshot(&practice_id, snapshot, member_name)?
+        }
+        _ => home.join_practice(&practice_id, &fetched.document_bytes(), member_name)?,
+    };
     home.set_relay(&RelayInfo {
         addr: invite.addr,
         fingerprint: invite.fingerprint,
@@ -295,21 +313,56 @@ pub async fn join_with_progress(
         .await
         .map_err(sync_error)?;
     home.add_space_key(SpaceKind::Personal, &SpaceKey::generate(1))?;
-    round(home, &client).await?;
+    let spaces: &[SpaceKind] = if from_snapshot {
+        &[SpaceKind::Personal]
+    } else {
+        &[SpaceKind::Practice, SpaceKind::Personal]
+    };
+    round_spaces(home, &client, spaces, Trigger::Full, &|_, _| {}).await?;
     Ok(identity)
 }
 
-/// The whole space as plaintext Automerge bytes (snapshot, then every entry), and the
-/// cursor it reaches.
+/// What a joining device fetched of a space.
+struct Fetched {
+    /// The newest snapshot, if the relay has one.
+    snapshot: Option<SpaceSnapshot>,
+    /// Every entry after it, opened (empty when the log was not fetched).
+    tail: Vec<u8>,
+    /// The seq the device has everything up to.
+    cursor: u64,
+    /// Entries refused on the way.
+    rejected: Vec<String>,
+}
+
+impl Fetched {
+    /// Whether the snapshot alone can start the device (it carries the read model).
+    fn snapshot_suffices(&self) -> bool {
+        self.snapshot.as_ref().is_some_and(|s| s.records.is_some())
+    }
+
+    /// The whole space as plaintext Automerge bytes: snapshot document, then the tail.
+    fn document_bytes(self) -> Vec<u8> {
+        let mut bytes = self.snapshot.map(|s| s.document).unwrap_or_default();
+        bytes.extend_from_slice(&self.tail);
+        bytes
+    }
+}
+
+/// Fetches a space from the relay: its newest snapshot, then, unless `snapshot_will_do`
+/// and the snapshot carries the read model, every entry after it.
 async fn bootstrap(
     client: &RelayClient,
     space: SpaceId,
     key: &SpaceKey,
+    snapshot_will_do: bool,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<(Vec<u8>, u64, Vec<String>)> {
-    let mut bytes = Vec::new();
-    let mut cursor = 0;
-    let mut rejected = Vec::new();
+) -> Result<Fetched> {
+    let mut fetched = Fetched {
+        snapshot: None,
+        tail: Vec::new(),
+        cursor: 0,
+        rejected: Vec::new(),
+    };
     if let Response::Snapshot(Some(snapshot)) = client
         .request(&Request::GetSnapshot { space })
         .await
@@ -317,8 +370,12 @@ async fn bootstrap(
     {
         let plain = crypto::open(key, space, snapshot.sender, &snapshot.blob)
             .map_err(|e| Error::Sync(format!("the practice snapshot cannot be used: {e}")))?;
-        bytes.extend_from_slice(&plain);
-        cursor = snapshot.covers;
+        fetched.snapshot = Some(SpaceSnapshot::decode(&plain)?);
+        fetched.cursor = snapshot.covers;
+        if snapshot_will_do && fetched.snapshot_suffices() {
+            progress(fetched.cursor, fetched.cursor);
+            return Ok(fetched);
+        }
     }
     loop {
         let Response::Entries {
@@ -328,7 +385,7 @@ async fn bootstrap(
         } = client
             .request(&Request::Pull {
                 space,
-                after: cursor,
+                after: fetched.cursor,
                 limit: PAGE,
             })
             .await
@@ -338,14 +395,16 @@ async fn bootstrap(
         };
         for entry in entries {
             match crypto::open(key, space, entry.sender, &entry.blob) {
-                Ok(plain) => bytes.extend_from_slice(&plain),
-                Err(e) => rejected.push(format!("entry {} from {}: {e}", entry.seq, entry.sender)),
+                Ok(plain) => fetched.tail.extend_from_slice(&plain),
+                Err(e) => fetched
+                    .rejected
+                    .push(format!("entry {} from {}: {e}", entry.seq, entry.sender)),
             }
-            cursor = entry.seq;
+            fetched.cursor = entry.seq;
         }
-        progress(cursor, head);
+        progress(fetched.cursor, head);
         if !more {
-            return Ok((bytes, cursor, rejected));
+            return Ok(fetched);
         }
     }
 }
@@ -361,6 +420,7 @@ pub fn view(home: &Home, kind: SpaceKind) -> Result<SpaceView> {
         acked: chunks::encode_heads(&position.acked_heads),
         cursor: position.cursor,
         last_snapshot: home.last_snapshot(kind)?,
+        pending: kind == SpaceKind::Practice && home.has_pending_join()?,
     })
 }
 
@@ -386,10 +446,27 @@ pub async fn round_for(
     trigger: Trigger,
     progress: &(dyn Fn(u32, u32) + Sync),
 ) -> Result<SyncReport> {
+    round_spaces(
+        home,
+        client,
+        &[SpaceKind::Practice, SpaceKind::Personal],
+        trigger,
+        progress,
+    )
+    .await
+}
+
+/// A round over some of the spaces.
+async fn round_spaces(
+    home: &Home,
+    client: &RelayClient,
+    kinds: &[SpaceKind],
+    trigger: Trigger,
+    progress: &(dyn Fn(u32, u32) + Sync),
+) -> Result<SyncReport> {
     let mut report = SyncReport::default();
-    let kinds = [SpaceKind::Practice, SpaceKind::Personal];
     let total = u32::try_from(kinds.len()).unwrap_or(2);
-    for (done, kind) in kinds.into_iter().enumerate() {
+    for (done, &kind) in kinds.iter().enumerate() {
         progress(u32::try_from(done).unwrap_or(0), total);
         for step in engine::plan_for(&view(home, kind)?, trigger) {
             match step {
@@ -493,6 +570,39 @@ async fn fetch_keys(home: &Home, client: &RelayClient, kind: SpaceKind) -> Resul
     Ok(())
 }
 
+/// Before handing out an invite: exchange what is new, then, if the log has entries the
+/// newest snapshot does not cover, upload a fresh one, so the new device finds the whole
+/// practice in it (read model included) and joins without replaying a log.
+async fn refresh_snapshot(home: &Home, client: &RelayClient) -> Result<()> {
+    round(home, client).await?;
+    let kind = SpaceKind::Practice;
+    if home.sync_position(kind)?.cursor > home.last_snapshot(kind)? {
+        compact(home, client, kind).await?;
+    }
+    Ok(())
+}
+
+/// Seals a space snapshot for the relay. With the read model's records it may outgrow
+/// what the relay takes; then it goes without them (joiners project the document).
+fn seal_snapshot(home: &Home, kind: SpaceKind, key: &SpaceKey) -> Result<Vec<u8>> {
+    let space = space_of(home, kind)?;
+    let identity = home.device_identity()?;
+    let seal = |snapshot: &SpaceSnapshot| {
+        crypto::seal(key, space, identity.key_pkcs8(), &snapshot.encode())
+            .map_err(|e| Error::Sync(e.to_string()))
+    };
+    let snapshot = home.space_snapshot(kind)?;
+    let blob = seal(&snapshot)?;
+    if blob.len() <= MAX_SNAPSHOT || snapshot.records.is_none() {
+        return Ok(blob);
+    }
+    tracing::info!(
+        bytes = blob.len(),
+        "the snapshot with its read model is too large for the relay; sending the document only"
+    );
+    seal(&snapshot.without_records())
+}
+
 /// Uploads a sealed snapshot when enough entries accumulated since the last one, and
 /// lets the relay prune what it covers. New devices then start from the snapshot.
 async fn compact(home: &Home, client: &RelayClient, kind: SpaceKind) -> Result<()> {
@@ -503,13 +613,15 @@ async fn compact(home: &Home, client: &RelayClient, kind: SpaceKind) -> Result<(
     let space = space_of(home, kind)?;
     // The document holds every entry up to the cursor (merged, or ours), so the snapshot
     // covers the cursor.
-    let blob = crypto::seal(
-        &key,
-        space,
-        home.device_identity()?.key_pkcs8(),
-        &home.export_document(kind)?,
-    )
-    .map_err(|e| Error::Sync(e.to_string()))?;
+    let blob = seal_snapshot(home, kind, &key)?;
+    if blob.len() > MAX_SNAPSHOT {
+        tracing::warn!(
+            bytes = blob.len(),
+            "the space has outgrown the relay's snapshot size; the log is left unpruned"
+        );
+        home.set_last_snapshot(kind, position.cursor)?;
+        return Ok(());
+    }
     match client
         .request(&Request::PutSnapshot {
             space,
@@ -633,6 +745,10 @@ async fn push(
     kind: SpaceKind,
     report: &mut SyncReport,
 ) -> Result<()> {
+    if kind == SpaceKind::Practice && home.has_pending_join()? {
+        // Joined from a snapshot: loading the document writes this member's entry.
+        home.load_document(kind)?;
+    }
     let position = home.sync_position(kind)?;
     let heads = home.heads(kind)?;
     if chunks::encode_heads(&heads) == chunks::encode_heads(&position.acked_heads) {
@@ -714,7 +830,7 @@ async fn pull(
                     .ok_or(Error::Sync(format!("no key for epoch {}", snapshot.epoch)))?;
                 let plain = crypto::open(&key, space, snapshot.sender, &snapshot.blob)
                     .map_err(|e| Error::Sync(e.to_string()))?;
-                home.merge_from_relay(kind, &plain)?;
+                home.merge_from_relay(kind, &SpaceSnapshot::decode(&plain)?.document)?;
                 cursor = snapshot.covers;
                 home.set_sync_cursor(kind, cursor)?;
                 continue;

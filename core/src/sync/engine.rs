@@ -26,6 +26,9 @@ pub struct SpaceView {
     pub cursor: u64,
     /// The seq the newest known snapshot covers.
     pub last_snapshot: u64,
+    /// Local work not in the document yet that a push will write (a join from a
+    /// snapshot whose member entry waits for the document's first load).
+    pub pending: bool,
 }
 
 /// One step of a sync round.
@@ -66,7 +69,7 @@ pub fn plan_for(view: &SpaceView, trigger: Trigger) -> Vec<Step> {
     if !view.has_key {
         return Vec::new();
     }
-    let unpushed = view.heads != view.acked;
+    let unpushed = view.heads != view.acked || view.pending;
     match trigger {
         Trigger::Full => {
             let mut steps = vec![Step::FetchKeys];
@@ -178,6 +181,7 @@ mod tests {
             acked: vec![1],
             cursor: 10,
             last_snapshot: 0,
+            pending: false,
         }
     }
 
@@ -190,6 +194,17 @@ mod tests {
                 ..view()
             }),
             vec![Step::FetchKeys, Step::Push, Step::Pull]
+        );
+        assert_eq!(
+            plan_for(
+                &SpaceView {
+                    pending: true,
+                    ..view()
+                },
+                Trigger::Local
+            ),
+            vec![Step::Push],
+            "a pending join is pushed though the heads match"
         );
         assert!(
             plan(&SpaceView {

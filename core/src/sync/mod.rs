@@ -8,3 +8,4 @@ pub mod crypto;
 pub mod engine;
 #[cfg(feature = "transport")]
 pub mod service;
+pub mod snapshot;

@@ -1,7 +1,7 @@
 //! `rapport-bench`: prints benchmark figures as a table and writes them as JSON under
 //! `target/bench/`. Figures are measured, never asserted; targets are compared in print.
 //!
-//! Usage: rapport-bench store|insights|relay|sync [--latency-only]
+//! Usage: rapport-bench store|insights|relay|sync [--latency-only|--bootstrap-only]
 
 mod relay_bench;
 mod sync_bench;
@@ -23,7 +23,7 @@ fn main() -> Result<()> {
         Some("store") => store(),
         Some("insights") => insights(),
         Some("relay") => relay_bench::run(),
-        Some("sync") => sync_bench::run(args.get(1).map(String::as_str) == Some("--latency-only")),
+        Some("sync") => sync_bench::run(args.get(1).map(String::as_str)),
         // Internal: a relay in its own process, so its memory is measured alone.
         Some("serve-relay") => relay_bench::serve(
             Path::new(args.get(1).context("serve-relay needs a data directory")?),

@@ -1,0 +1,260 @@
+//! Snapshots with the read model: exporting one for the relay, and joining a practice
+//! from one without loading its document.
+//!
+//! A joining device installs the snapshot's document bytes as its chunk log and its
+//! records as its read model, in one transaction: the practice is readable at once, and
+//! the document is loaded lazily, as on any reopened device. The new member's own entry
+//! cannot be written without the document, so it is kept as a *pending join* (its row is
+//! already in the read model) and written into the document, in the same transaction
+//! that removes it, the first time the document loads.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use super::batch::add_member;
+use super::write::{device_id, ensure_no_practice, new_personal_space};
+use super::{Home, Ids, Space, Writer, load_space, persist_with};
+use crate::doc::{self, SCHEMA_VERSION, SpaceKind};
+use crate::error::{Error, Result};
+use crate::model::{EntityKind, Identity, Member};
+use crate::store::{chunks, read_model};
+use crate::sync::snapshot::{SpaceSnapshot, compress_records};
+use crate::validate;
+use crate::vocab::Role;
+
+const PENDING_JOIN: &str = "pending_join";
+
+/// The member entry a joined device still has to write into the practice document.
+#[derive(Debug, Serialize, Deserialize)]
+struct PendingJoin {
+    member_id: String,
+    display_name: String,
+    device_id: String,
+    at_ms: i64,
+}
+
+impl Home {
+    /// A snapshot of a space for the relay: the compacted document and, when the read
+    /// model is exactly at the document's heads, its records (compressed), so that a
+    /// device joining from it needs neither to load nor to project the document.
+    pub fn space_snapshot(&self, kind: SpaceKind) -> Result<SpaceSnapshot> {
+        let mut writer = self.lock_writer();
+        let Writer { conn, spaces, .. } = &mut *writer;
+        let space = load_space(conn, spaces, kind)?;
+        let doc = space.doc.as_ref().ok_or(Error::NoPractice)?;
+        let heads = doc.get_heads();
+        let document = doc.save();
+        let schema = space.schema;
+        let space_id = space.id.clone();
+        // Same connection, same lock: the rows read below are the ones at `heads`.
+        let row = chunks::spaces(conn)?
+            .into_iter()
+            .find(|r| r.kind == kind)
+            .ok_or(Error::NoPractice)?;
+        let in_step = sorted(&row.model_heads) == sorted(&heads)
+            && row.model_version == read_model::MODEL_VERSION;
+        let records = if in_step {
+            Some(compress_records(&read_model::export(
+                conn, &space_id, kind,
+            )?)?)
+        } else {
+            None
+        };
+        Ok(SpaceSnapshot {
+            document,
+            heads,
+            schema,
+            records,
+        })
+    }
+
+    /// Joins a practice from a relay snapshot as a new member. With the snapshot's
+    /// records, the read model is installed as it is and the document is not loaded (the
+    /// member's entry is written at its first load); without them, this is
+    /// [`Home::join_practice`].
+    pub fn join_practice_from_snapshot(
+        &self,
+        practice_id: &str,
+        snapshot: &SpaceSnapshot,
+        member_name: &str,
+    ) -> Result<Identity> {
+        let Some(records) = snapshot.records()? else {
+            return self.join_practice(practice_id, &snapshot.document, member_name);
+        };
+        let member_name = validate::name("member name", member_name)?;
+        let practice_id = validate::id("practice id", practice_id)?;
+        if snapshot.schema > SCHEMA_VERSION {
+            return Err(Error::ReadOnly {
+                space: "practice",
+                found: snapshot.schema,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let now_ms = self.clock.now_ms();
+        let mut writer = self.lock_writer();
+        ensure_no_practice(&writer)?;
+        let device_id = device_id(&writer.conn)?;
+        let ids = Ids {
+            member_id: doc::new_id(),
+            practice_id,
+            personal_id: doc::new_id(),
+            device_id: device_id.clone(),
+        };
+        let pending = PendingJoin {
+            member_id: ids.member_id.clone(),
+            display_name: member_name.clone(),
+            device_id,
+            at_ms: now_ms,
+        };
+        let personal = new_personal_space(&ids, now_ms)?;
+        let personal_heads = personal.get_heads();
+        let tx =
+            rusqlite::Transaction::new_unchecked(&writer.conn, TransactionBehavior::Immediate)?;
+        for (key, value) in [
+            ("member_id", ids.member_id.clone()),
+            ("practice_id", ids.practice_id.clone()),
+            ("personal_id", ids.personal_id.clone()),
+            (PENDING_JOIN, encode(&pending)?),
+        ] {
+            tx.execute(
+                "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )?;
+        }
+        chunks::create_space(
+            &tx,
+            &ids.practice_id,
+            SpaceKind::Practice,
+            &snapshot.document,
+            &snapshot.heads,
+            snapshot.schema,
+        )?;
+        read_model::install(&tx, &ids.practice_id, SpaceKind::Practice, &records)?;
+        read_model::put_member(&tx, &pending.member())?;
+        chunks::set_model_heads(
+            &tx,
+            &ids.practice_id,
+            &snapshot.heads,
+            read_model::MODEL_VERSION,
+        )?;
+        chunks::create_space(
+            &tx,
+            &ids.personal_id,
+            SpaceKind::Personal,
+            &personal.save(),
+            &personal_heads,
+            doc::schema_of(&personal),
+        )?;
+        read_model::rebuild(&tx, &personal, &ids.personal_id, SpaceKind::Personal)?;
+        chunks::set_model_heads(
+            &tx,
+            &ids.personal_id,
+            &personal_heads,
+            read_model::MODEL_VERSION,
+        )?;
+        tx.commit()?;
+        writer.ids = Some(ids.clone());
+        writer.spaces.insert(
+            SpaceKind::Personal,
+            Space {
+                id: ids.personal_id.clone(),
+                schema: doc::schema_of(&personal),
+                saved_heads: personal_heads,
+                doc: Some(personal),
+            },
+        );
+        // The planner's statistics for the tables that just filled.
+        writer.conn.execute_batch("ANALYZE")?;
+        drop(writer);
+        // What the snapshot holds is on the relay already.
+        self.set_acked_heads(SpaceKind::Practice, &snapshot.heads)?;
+        self.identity()?.ok_or(Error::NoPractice)
+    }
+
+    /// Loads a space's document now (it is otherwise loaded by the first write or merge);
+    /// for a device that joined from a snapshot, this writes its member entry.
+    pub fn load_document(&self, kind: SpaceKind) -> Result<()> {
+        let mut writer = self.lock_writer();
+        let Writer { conn, spaces, .. } = &mut *writer;
+        load_space(conn, spaces, kind).map(drop)
+    }
+
+    /// Whether this device joined from a snapshot and has not yet written its member
+    /// entry into the practice document (the next sync round loads it and pushes that).
+    pub fn has_pending_join(&self) -> Result<bool> {
+        Ok(self
+            .lock_reader()
+            .query_row("SELECT 1 FROM home WHERE key = ?1", [PENDING_JOIN], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+}
+
+impl PendingJoin {
+    fn member(&self) -> Member {
+        Member {
+            id: self.member_id.clone(),
+            display_name: self.display_name.clone(),
+            role: Role::Member,
+            ideal_client: String::new(),
+            accepting: true,
+            archived: false,
+        }
+    }
+}
+
+fn encode(pending: &PendingJoin) -> Result<String> {
+    serde_json::to_string(pending)
+        .map_err(|e| Error::Conflict(format!("encoding a pending join: {e}")))
+}
+
+fn sorted(heads: &[automerge::ChangeHash]) -> Vec<automerge::ChangeHash> {
+    let mut heads = heads.to_vec();
+    heads.sort();
+    heads
+}
+
+/// Writes a pending join into the practice document just loaded, with the chunk, the
+/// member's row and the removal of the pending record in one transaction.
+pub(super) fn apply_pending_join(conn: &rusqlite::Connection, space: &mut Space) -> Result<()> {
+    let pending: Option<String> = conn
+        .query_row(
+            "SELECT value FROM home WHERE key = ?1",
+            [PENDING_JOIN],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(pending) = pending else {
+        return Ok(());
+    };
+    let pending: PendingJoin = serde_json::from_str(&pending)
+        .map_err(|e| Error::Conflict(format!("the pending join record is damaged: {e}")))?;
+    let doc = space.doc.as_mut().ok_or(Error::NoPractice)?;
+    doc.transact_with(
+        |_| doc::commit_options(&pending.member_id, pending.at_ms),
+        |tx| {
+            add_member(
+                tx,
+                &pending.member_id,
+                &pending.display_name,
+                Role::Member,
+                Some(&pending.device_id),
+                pending.at_ms,
+            )
+        },
+    )
+    .map_err(|f| f.error)?;
+    persist_with(
+        conn,
+        space,
+        &[(EntityKind::Member, pending.member_id.clone())],
+        |tx| {
+            tx.execute("DELETE FROM home WHERE key = ?1", [PENDING_JOIN])?;
+            Ok(())
+        },
+    )?;
+    tracing::info!("wrote this device's member entry into the practice document");
+    Ok(())
+}
