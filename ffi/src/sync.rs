@@ -83,6 +83,8 @@ impl RapportHome {
     }
 
     /// Joins a practice with an invite code (this home must be empty) and downloads it.
+    /// Returns once the practice is readable; the first sync round (`sync_now` or
+    /// `start_sync`) writes and announces this clinician's member entry.
     pub async fn join(&self, invite_code: String, member_name: String) -> Result<Identity> {
         let home = self.home()?;
         run(async move { client::join(&home, &invite_code, &member_name).await }).await
