@@ -321,7 +321,16 @@ impl Home {
                     .collect()
             };
             let space_id = space.id.clone();
-            super::persist_with(conn, space, &refs, |tx| {
+            // An entry merged at its relay seq can be fetched again: should power fail
+            // before the WAL reaches the disk, the merge and the cursor roll back together
+            // and the entry is pulled again. So it skips the fsync. Local writes, which
+            // exist nowhere else yet, keep `synchronous=FULL`, and their fsync covers every
+            // merge committed before them (the WAL is written in order).
+            let refetchable = cursor.is_some();
+            if refetchable {
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+            }
+            let persisted = super::persist_with(conn, space, &refs, |tx| {
                 if advance_ack {
                     let acked: Option<Vec<u8>> = tx
                         .query_row(
@@ -341,7 +350,11 @@ impl Home {
                     super::sync_state::write_cursor(tx, &space_id, seq, now)?;
                 }
                 Ok(())
-            })?;
+            });
+            if refetchable {
+                conn.pragma_update(None, "synchronous", "FULL")?;
+            }
+            persisted?;
             super::maybe_compact(conn, space);
             (
                 MergeOutcome {
