@@ -538,15 +538,9 @@ async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
     relay.task.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_history_larger_than_one_relay_entry_is_pushed_in_pieces() {
-    let relay = relay().await;
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = home(da.path());
-    a.create_practice("Big Practice", "Owner").unwrap();
-    // About 1.2 MB of incompressible tags in three batches.
-    let mut seed = 7u64;
-    let mut word = || {
+/// Random 40-letter words (incompressible tags).
+fn words(mut seed: u64) -> impl FnMut() -> String {
+    move || {
         (0..40)
             .map(|_| {
                 seed = seed
@@ -555,20 +549,62 @@ async fn a_history_larger_than_one_relay_entry_is_pushed_in_pieces() {
                 (b'a' + (seed >> 59) as u8 % 26) as char
             })
             .collect::<String>()
-    };
-    for batch in 0..3 {
-        let inputs: Vec<NewPartner> = (0..150)
-            .map(|i| NewPartner {
-                tags: (0..64).map(|_| word()).collect(),
-                ..partner(&format!("Partner {batch}-{i}"))
-            })
-            .collect();
-        a.batch(SpaceKind::Practice, |b| {
-            inputs
-                .into_iter()
-                .try_for_each(|p| b.add_partner(p).map(drop))
+    }
+}
+
+/// Adds `count` partners with 64 random tags each in one batch: one Automerge change.
+fn add_tagged_partners(
+    home: &Home,
+    prefix: &str,
+    count: usize,
+    words: &mut impl FnMut() -> String,
+) {
+    let inputs: Vec<NewPartner> = (0..count)
+        .map(|i| NewPartner {
+            tags: (0..64).map(|_| words()).collect(),
+            ..partner(&format!("{prefix}-{i}"))
         })
-        .unwrap();
+        .collect();
+    home.batch(SpaceKind::Practice, |b| {
+        inputs
+            .into_iter()
+            .try_for_each(|p| b.add_partner(p).map(drop))
+    })
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_change_larger_than_a_relay_entry_travels_in_parts() {
+    let relay = relay().await;
+    let (_dirs, a, b, c) = practice_of_three(&relay).await;
+    // One change of about 1.3 MB: more than two relay entries' worth.
+    add_tagged_partners(&a, "Huge", 500, &mut words(11));
+    let report = sync(&a).await;
+    assert!(report.pushed >= 3, "pushed in {} parts", report.pushed);
+    // B pulls the parts; C is offline for a while, then gets them the same way.
+    sync(&b).await;
+    assert_eq!(b.partner_count().unwrap(), 500);
+    b.add_partner(partner("After the big change")).unwrap();
+    sync(&b).await;
+    sync(&c).await;
+    sync(&a).await;
+    assert_eq!(dump(&a), dump(&b));
+    assert_eq!(dump(&a), dump(&c));
+    assert_eq!(c.partner_count().unwrap(), 501);
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_larger_than_one_relay_entry_is_pushed_in_pieces() {
+    let relay = relay().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = home(da.path());
+    a.create_practice("Big Practice", "Owner").unwrap();
+    // About 1.2 MB of incompressible tags in three batches.
+    let mut words = words(7);
+    for batch in 0..3 {
+        add_tagged_partners(&a, &format!("Partner {batch}"), 150, &mut words);
     }
     let report = client::connect_practice(&a, &(relay.setup_code)())
         .await

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use super::crypto::{self, SpaceKey};
 pub use super::engine::SNAPSHOT_EVERY;
 use super::engine::{self, SpaceView, Step, Trigger};
+use super::fragment::{self, Reassembly};
 use super::snapshot::SpaceSnapshot;
 use crate::doc::SpaceKind;
 use crate::error::{Error, Result};
@@ -357,6 +358,7 @@ async fn bootstrap(
     snapshot_will_do: bool,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Fetched> {
+    let mut parts = Reassembly::default();
     let mut fetched = Fetched {
         snapshot: None,
         tail: Vec::new(),
@@ -394,8 +396,15 @@ async fn bootstrap(
             return Err(Error::Sync("the relay answered a pull oddly".into()));
         };
         for entry in entries {
-            match crypto::open(key, space, entry.sender, &entry.blob) {
-                Ok(plain) => fetched.tail.extend_from_slice(&plain),
+            let change = crypto::open(key, space, entry.sender, &entry.blob)
+                .map_err(|e| e.to_string())
+                .and_then(|plain| match fragment::parse(&plain) {
+                    None => Ok(Some(plain)),
+                    Some(part) => part.and_then(|part| parts.add(entry.sender, entry.seq, part)),
+                });
+            match change {
+                Ok(Some(bytes)) => fetched.tail.extend_from_slice(&bytes),
+                Ok(None) => {}
                 Err(e) => fetched
                     .rejected
                     .push(format!("entry {} from {}: {e}", entry.seq, entry.sender)),
@@ -404,6 +413,10 @@ async fn bootstrap(
         }
         progress(fetched.cursor, head);
         if !more {
+            // A large change still missing parts is fetched again by the first round.
+            if let Some(first) = parts.first_waiting() {
+                fetched.cursor = first - 1;
+            }
             return Ok(fetched);
         }
     }
@@ -659,10 +672,23 @@ pub async fn sync_now(home: &Home) -> Result<SyncReport> {
     report
 }
 
+/// What became of one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merged {
+    /// Merged (or ours, or already had).
+    Yes,
+    /// Refused and reported; the entries after it go on.
+    Refused,
+    /// A part of a large change whose other parts have not arrived yet.
+    Waiting,
+}
+
 /// Verifies, opens and merges one entry of `kind` (our own entries are already merged). A
-/// bad entry is refused and reported; it never stops the entries after it. A merged entry
-/// moves the relay cursor to its seq in the same transaction; the answer says whether
-/// that happened.
+/// bad entry is refused and reported; it never stops the entries after it. A part of a
+/// large change is collected in `parts` and the change merged with its last part. A merge
+/// moves the relay cursor to the entry in the same transaction, unless a large change is
+/// still incomplete (the cursor must then stay before its first part).
+#[allow(clippy::too_many_arguments)]
 async fn merge_entry(
     home: &Home,
     client: &RelayClient,
@@ -670,10 +696,11 @@ async fn merge_entry(
     space: SpaceId,
     me: rapport_wire::DeviceId,
     entry: &Entry,
+    parts: &mut Reassembly,
     report: &mut SyncReport,
-) -> Result<bool> {
+) -> Result<Merged> {
     if entry.sender == me {
-        return Ok(false);
+        return Ok(Merged::Yes);
     }
     if home.space_key(kind, entry.epoch)?.is_none() {
         // A newer epoch: a device was removed and the key rotated.
@@ -685,14 +712,26 @@ async fn merge_entry(
         }
         None => Err(format!("no key for epoch {}", entry.epoch)),
     };
-    let refused = match opened {
-        Ok(plain) => match home.merge_from_relay_at(kind, &plain, entry.seq) {
-            Ok(_) => {
-                report.merged += 1;
-                return Ok(true);
+    let change = opened.and_then(|plain| match fragment::parse(&plain) {
+        None => Ok(Some(plain)),
+        Some(part) => part.and_then(|part| parts.add(entry.sender, entry.seq, part)),
+    });
+    let refused = match change {
+        Ok(None) => return Ok(Merged::Waiting),
+        Ok(Some(bytes)) => {
+            let merged = if parts.first_waiting().is_some() {
+                home.merge_from_relay(kind, &bytes)
+            } else {
+                home.merge_from_relay_at(kind, &bytes, entry.seq)
+            };
+            match merged {
+                Ok(_) => {
+                    report.merged += 1;
+                    return Ok(Merged::Yes);
+                }
+                Err(e) => e.to_string(),
             }
-            Err(e) => e.to_string(),
-        },
+        }
         Err(e) => e,
     };
     tracing::warn!(seq = entry.seq, sender = %entry.sender, "refused an entry: {refused}");
@@ -700,7 +739,7 @@ async fn merge_entry(
         "entry {} from {}: {refused}",
         entry.seq, entry.sender
     ));
-    Ok(false)
+    Ok(Merged::Refused)
 }
 
 /// Applies an entry the relay carried inside a notice: merged at once when it is the next
@@ -730,10 +769,21 @@ pub async fn apply_delivered(
         return Ok(false);
     }
     let me = home.device_identity()?.device_id();
-    if !merge_entry(home, client, kind, space, me, entry, report).await? {
-        home.set_sync_cursor(kind, entry.seq)?;
+    let mut parts = Reassembly::default();
+    match merge_entry(home, client, kind, space, me, entry, &mut parts, report).await? {
+        Merged::Yes => {
+            if entry.sender == me {
+                home.set_sync_cursor(kind, entry.seq)?;
+            }
+            Ok(true)
+        }
+        Merged::Refused => {
+            home.set_sync_cursor(kind, entry.seq)?;
+            Ok(true)
+        }
+        // The first part of a large change: a pull collects the rest.
+        Merged::Waiting => Ok(false),
     }
-    Ok(true)
 }
 
 /// Most plaintext per relay entry: padded to its bucket it still fits one entry.
@@ -762,12 +812,21 @@ async fn push(
         let space = space_of(home, kind)?;
         let identity = home.device_identity()?;
         let heads_hash = Sha256::digest(chunks::encode_heads(&heads));
-        for (index, piece) in pieces.iter().enumerate() {
+        // A change larger than one entry goes in parts (see `fragment`).
+        let mut entries = Vec::new();
+        for piece in pieces {
+            if piece.len() > PIECE {
+                entries.extend(fragment::split(&piece, PIECE).map_err(Error::Sync)?);
+            } else {
+                entries.push(piece);
+            }
+        }
+        for (index, piece) in entries.iter().enumerate() {
             let blob = crypto::seal(&key, space, identity.key_pkcs8(), piece)
                 .map_err(|e| Error::Sync(e.to_string()))?;
             if blob.len() > MAX_BLOB {
                 return Err(Error::Sync(format!(
-                    "one change of {} bytes is larger than a relay entry ({MAX_BLOB}); split the import into smaller batches",
+                    "an entry of {} bytes is larger than the relay takes ({MAX_BLOB})",
                     piece.len()
                 )));
             }
@@ -802,6 +861,7 @@ async fn pull(
     let space = space_of(home, kind)?;
     let me = home.device_identity()?.device_id();
     let mut cursor = home.sync_position(kind)?.cursor;
+    let mut parts = Reassembly::default();
     loop {
         let response = client
             .request(&Request::Pull {
@@ -833,15 +893,20 @@ async fn pull(
                 home.merge_from_relay(kind, &SpaceSnapshot::decode(&plain)?.document)?;
                 cursor = snapshot.covers;
                 home.set_sync_cursor(kind, cursor)?;
+                parts = Reassembly::default();
                 continue;
             }
             Err(e) => return Err(sync_error(e)),
         };
         for entry in entries {
-            merge_entry(home, client, kind, space, me, &entry, report).await?;
+            merge_entry(home, client, kind, space, me, &entry, &mut parts, report).await?;
             cursor = entry.seq;
         }
-        home.set_sync_cursor(kind, cursor)?;
+        // Not past the first part of a large change still missing parts.
+        home.set_sync_cursor(
+            kind,
+            parts.first_waiting().map_or(cursor, |first| first - 1),
+        )?;
         if !more {
             return Ok(());
         }

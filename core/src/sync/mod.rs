@@ -6,6 +6,7 @@
 pub mod client;
 pub mod crypto;
 pub mod engine;
+pub mod fragment;
 #[cfg(feature = "transport")]
 pub mod service;
 pub mod snapshot;

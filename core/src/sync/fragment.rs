@@ -1,0 +1,186 @@
+//! Changes too large for one relay entry travel in parts.
+//!
+//! A part's plaintext (sealed and signed like any entry) is `RAPFRAG1` ‖ the SHA-256 of
+//! the whole change (32) ‖ part index (u32, big-endian) ‖ part count (u32, big-endian) ‖
+//! bytes. A receiver collects the parts of each sender's change in memory and merges the
+//! change once every part is there and the whole hashes to its id; until then its relay
+//! cursor stays before the first part, so a restart fetches the parts again. Automerge
+//! bytes never start with the magic, so anything else is an ordinary entry.
+
+use std::collections::HashMap;
+
+use rapport_wire::DeviceId;
+use sha2::{Digest, Sha256};
+
+const MAGIC: &[u8; 8] = b"RAPFRAG1";
+const HEADER: usize = MAGIC.len() + 32 + 4 + 4;
+/// At most this many parts per change (with 512 KiB entries, a change of about 32 MiB).
+pub const MAX_PARTS: u32 = 64;
+
+/// Splits `change` into parts whose plaintext is at most `max` bytes each.
+pub fn split(change: &[u8], max: usize) -> Result<Vec<Vec<u8>>, String> {
+    let room = max.saturating_sub(HEADER).max(1);
+    let count = change.len().div_ceil(room);
+    let count = u32::try_from(count)
+        .ok()
+        .filter(|c| *c <= MAX_PARTS)
+        .ok_or_else(|| {
+            format!(
+                "one change of {} bytes needs more than {MAX_PARTS} relay entries; write it in smaller batches",
+                change.len()
+            )
+        })?;
+    let id: [u8; 32] = Sha256::digest(change).into();
+    Ok(change
+        .chunks(room)
+        .zip(0u32..)
+        .map(|(bytes, index)| {
+            let mut part = Vec::with_capacity(HEADER + bytes.len());
+            part.extend_from_slice(MAGIC);
+            part.extend_from_slice(&id);
+            part.extend_from_slice(&index.to_be_bytes());
+            part.extend_from_slice(&count.to_be_bytes());
+            part.extend_from_slice(bytes);
+            part
+        })
+        .collect())
+}
+
+/// One part, as read from an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part<'a> {
+    id: [u8; 32],
+    index: u32,
+    count: u32,
+    bytes: &'a [u8],
+}
+
+/// Reads a part; `None` if the plaintext is an ordinary entry.
+pub fn parse(plain: &[u8]) -> Option<Result<Part<'_>, String>> {
+    let rest = plain.strip_prefix(MAGIC.as_slice())?;
+    let parsed = (|| {
+        let (id, rest) = rest.split_first_chunk::<32>()?;
+        let (index, rest) = rest.split_first_chunk::<4>()?;
+        let (count, bytes) = rest.split_first_chunk::<4>()?;
+        Some(Part {
+            id: *id,
+            index: u32::from_be_bytes(*index),
+            count: u32::from_be_bytes(*count),
+            bytes,
+        })
+    })();
+    Some(match parsed {
+        Some(part) if part.count == 0 || part.count > MAX_PARTS || part.index >= part.count => {
+            Err(format!(
+                "part {} of {} of a large change is out of range",
+                part.index, part.count
+            ))
+        }
+        Some(part) => Ok(part),
+        None => Err("a part of a large change is truncated".into()),
+    })
+}
+
+struct Collecting {
+    first_seq: u64,
+    count: u32,
+    parts: Vec<Option<Vec<u8>>>,
+}
+
+/// Parts received so far, by sender and change.
+#[derive(Default)]
+pub struct Reassembly {
+    changes: HashMap<(DeviceId, [u8; 32]), Collecting>,
+}
+
+impl Reassembly {
+    /// Adds the part carried by entry `seq` from `sender`; the whole change once its last
+    /// part arrives (checked against its hash), `None` while parts are missing.
+    pub fn add(
+        &mut self,
+        sender: DeviceId,
+        seq: u64,
+        part: Part<'_>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let key = (sender, part.id);
+        let collecting = self.changes.entry(key).or_insert_with(|| Collecting {
+            first_seq: seq,
+            count: part.count,
+            parts: vec![None; part.count as usize],
+        });
+        if collecting.count != part.count {
+            self.changes.remove(&key);
+            return Err("the parts of a large change disagree on their count".into());
+        }
+        if let Some(slot) = collecting.parts.get_mut(part.index as usize) {
+            *slot = Some(part.bytes.to_vec());
+        }
+        if collecting.parts.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        let Some(collecting) = self.changes.remove(&key) else {
+            return Ok(None);
+        };
+        let whole: Vec<u8> = collecting.parts.into_iter().flatten().flatten().collect();
+        if <[u8; 32]>::from(Sha256::digest(&whole)) != part.id {
+            return Err("the parts of a large change do not add up to it".into());
+        }
+        Ok(Some(whole))
+    }
+
+    /// The seq of the first part of a change still incomplete: the relay cursor must stay
+    /// before it.
+    pub fn first_waiting(&self) -> Option<u64> {
+        self.changes.values().map(|c| c.first_seq).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_split_and_put_back_together_in_any_order() {
+        let change: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let parts = split(&change, 4096).unwrap();
+        assert_eq!(parts.len(), 10);
+        assert!(parts.iter().all(|p| p.len() <= 4096));
+        let sender = DeviceId([1; 16]);
+        let mut reassembly = Reassembly::default();
+        for (n, i) in [3, 0, 9, 1, 2, 4, 5, 6, 7].into_iter().enumerate() {
+            let part = parse(&parts[i]).unwrap().unwrap();
+            assert_eq!(reassembly.add(sender, 10 + n as u64, part).unwrap(), None);
+        }
+        assert_eq!(reassembly.first_waiting(), Some(10));
+        let last = parse(&parts[8]).unwrap().unwrap();
+        assert_eq!(reassembly.add(sender, 30, last).unwrap(), Some(change));
+        assert_eq!(reassembly.first_waiting(), None);
+    }
+
+    #[test]
+    fn ordinary_entries_and_bad_parts_are_told_apart() {
+        assert!(parse(&[0x85, 0x6f, 0x4a, 0x83]).is_none());
+        assert!(parse(b"RAPFRAG1short").unwrap().is_err());
+        let parts = split(&[7u8; 100], 80).unwrap();
+        let mut forged = parts[1].clone();
+        *forged.last_mut().unwrap() ^= 1;
+        let sender = DeviceId([2; 16]);
+        let mut reassembly = Reassembly::default();
+        reassembly
+            .add(sender, 1, parse(&parts[0]).unwrap().unwrap())
+            .unwrap();
+        let mut rest = parts[2..].iter();
+        let mut last = Ok(None);
+        for part in rest.by_ref() {
+            last = reassembly.add(sender, 2, parse(part).unwrap().unwrap());
+        }
+        assert_eq!(last, Ok(None));
+        assert!(
+            reassembly
+                .add(sender, 9, parse(&forged).unwrap().unwrap())
+                .is_err(),
+            "a part changed in flight is caught by the change's hash"
+        );
+        assert!(split(&vec![0u8; 70 * 100], 100).is_err(), "too many parts");
+    }
+}
