@@ -674,11 +674,18 @@ async fn a_clinicians_second_device_shares_their_personal_space_and_nothing_is_r
         1,
         "their personal notes came along"
     );
+    assert!(
+        !phone.is_document_loaded(SpaceKind::Practice),
+        "the practice came from the snapshot's read model"
+    );
     assert_eq!(
         client::devices(&laptop).await.unwrap().len(),
         report_before + 1
     );
-    // Nothing it downloaded is pushed back: its first round only pushed its own change.
+    // Nothing it downloaded is pushed back: its first round pushes only its own change
+    // (this device added to the clinician's devices), and the next one nothing.
+    assert_eq!(client::sync_now(&phone).await.unwrap().pushed, 1);
+    assert!(!phone.has_pending_join().unwrap());
     assert_eq!(client::sync_now(&phone).await.unwrap().pushed, 0);
 
     phone.add_note(&p.id, "Written on the phone").unwrap();

@@ -12,8 +12,12 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use super::batch::add_member;
-use super::write::{device_id, ensure_no_practice, new_personal_space};
+use super::write::{
+    add_device_to_member, device_id, ensure_no_practice, new_personal_space, personal_space_of,
+};
 use super::{Home, Ids, Space, Writer, load_space, persist_with};
+use automerge::Automerge;
+
 use crate::doc::{self, SCHEMA_VERSION, SpaceKind};
 use crate::error::{Error, Result};
 use crate::model::{EntityKind, Identity, Member};
@@ -31,6 +35,9 @@ struct PendingJoin {
     display_name: String,
     device_id: String,
     at_ms: i64,
+    /// A clinician's further device: only add it to their member's devices.
+    #[serde(default)]
+    device_only: bool,
 }
 
 impl Home {
@@ -83,6 +90,87 @@ impl Home {
         };
         let member_name = validate::name("member name", member_name)?;
         let practice_id = validate::id("practice id", practice_id)?;
+        let now_ms = self.clock.now_ms();
+        self.install_from_snapshot(snapshot, &records, |device_id| {
+            let ids = Ids {
+                member_id: doc::new_id(),
+                practice_id,
+                personal_id: doc::new_id(),
+                device_id: device_id.to_string(),
+            };
+            let personal = new_personal_space(&ids, now_ms)?;
+            let pending = PendingJoin {
+                member_id: ids.member_id.clone(),
+                display_name: member_name,
+                device_id: ids.device_id.clone(),
+                at_ms: now_ms,
+                device_only: false,
+            };
+            Ok((ids, pending, personal))
+        })
+    }
+
+    /// [`Home::add_device`] from a relay snapshot of the practice: this device joins an
+    /// existing clinician (their personal space comes whole, it is small) without loading
+    /// the practice document; adding it to the member's devices waits for the first load.
+    pub fn add_device_from_snapshot(
+        &self,
+        practice_id: &str,
+        snapshot: &SpaceSnapshot,
+        member_id: &str,
+        personal_id: &str,
+        personal_document: &[u8],
+    ) -> Result<Identity> {
+        let Some(records) = snapshot.records()? else {
+            return self.add_device(
+                practice_id,
+                &snapshot.document,
+                member_id,
+                personal_id,
+                personal_document,
+            );
+        };
+        let practice_id = validate::id("practice id", practice_id)?;
+        let personal_id = validate::id("personal space id", personal_id)?;
+        let member_id = validate::id("member id", member_id)?;
+        if !records.members.iter().any(|m| m.id == member_id) {
+            return Err(Error::NotFound {
+                entity: "member",
+                id: member_id,
+            });
+        }
+        let personal = personal_space_of(personal_document, &member_id)?;
+        let now_ms = self.clock.now_ms();
+        let identity = self.install_from_snapshot(snapshot, &records, |device_id| {
+            let ids = Ids {
+                member_id: member_id.clone(),
+                practice_id,
+                personal_id,
+                device_id: device_id.to_string(),
+            };
+            let pending = PendingJoin {
+                member_id: member_id.clone(),
+                display_name: String::new(),
+                device_id: ids.device_id.clone(),
+                at_ms: now_ms,
+                device_only: true,
+            };
+            let personal = personal.with_actor(doc::actor_for(device_id));
+            Ok((ids, pending, personal))
+        })?;
+        let personal_heads = self.heads(SpaceKind::Personal)?;
+        self.set_acked_heads(SpaceKind::Personal, &personal_heads)?;
+        Ok(identity)
+    }
+
+    /// Installs a practice from a snapshot with its records, plus a personal space and a
+    /// pending join, in one transaction; the practice document stays unloaded.
+    fn install_from_snapshot(
+        &self,
+        snapshot: &SpaceSnapshot,
+        records: &read_model::Records,
+        make: impl FnOnce(&str) -> Result<(Ids, PendingJoin, Automerge)>,
+    ) -> Result<Identity> {
         if snapshot.schema > SCHEMA_VERSION {
             return Err(Error::ReadOnly {
                 space: "practice",
@@ -90,23 +178,9 @@ impl Home {
                 supported: SCHEMA_VERSION,
             });
         }
-        let now_ms = self.clock.now_ms();
         let mut writer = self.lock_writer();
         ensure_no_practice(&writer)?;
-        let device_id = device_id(&writer.conn)?;
-        let ids = Ids {
-            member_id: doc::new_id(),
-            practice_id,
-            personal_id: doc::new_id(),
-            device_id: device_id.clone(),
-        };
-        let pending = PendingJoin {
-            member_id: ids.member_id.clone(),
-            display_name: member_name.clone(),
-            device_id,
-            at_ms: now_ms,
-        };
-        let personal = new_personal_space(&ids, now_ms)?;
+        let (ids, pending, personal) = make(&device_id(&writer.conn)?)?;
         let personal_heads = personal.get_heads();
         let tx =
             rusqlite::Transaction::new_unchecked(&writer.conn, TransactionBehavior::Immediate)?;
@@ -129,8 +203,10 @@ impl Home {
             &snapshot.heads,
             snapshot.schema,
         )?;
-        read_model::install(&tx, &ids.practice_id, SpaceKind::Practice, &records)?;
-        read_model::put_member(&tx, &pending.member())?;
+        read_model::install(&tx, &ids.practice_id, SpaceKind::Practice, records)?;
+        if !pending.device_only {
+            read_model::put_member(&tx, &pending.member())?;
+        }
         chunks::set_model_heads(
             &tx,
             &ids.practice_id,
@@ -235,14 +311,18 @@ pub(super) fn apply_pending_join(conn: &rusqlite::Connection, space: &mut Space)
     doc.transact_with(
         |_| doc::commit_options(&pending.member_id, pending.at_ms),
         |tx| {
-            add_member(
-                tx,
-                &pending.member_id,
-                &pending.display_name,
-                Role::Member,
-                Some(&pending.device_id),
-                pending.at_ms,
-            )
+            if pending.device_only {
+                add_device_to_member(tx, &pending.member_id, &pending.device_id)
+            } else {
+                add_member(
+                    tx,
+                    &pending.member_id,
+                    &pending.display_name,
+                    Role::Member,
+                    Some(&pending.device_id),
+                    pending.at_ms,
+                )
+            }
         },
     )
     .map_err(|f| f.error)?;

@@ -139,16 +139,7 @@ impl Home {
         let personal_id = validate::id("personal space id", personal_id)?;
         let member_id = validate::id("member id", member_id)?;
         let mut practice = joinable_practice(practice_document)?;
-        let personal = Automerge::load(personal_document)
-            .map_err(|e| Error::CorruptDocument(e.to_string()))?;
-        doc::check_shape(&personal, SpaceKind::Personal)?;
-        if crate::doc::fields::get_str(&personal, &ROOT, "owner_member").as_deref()
-            != Some(member_id.as_str())
-        {
-            return Err(Error::Conflict(
-                "that personal space belongs to another clinician".into(),
-            ));
-        }
+        let personal = personal_space_of(personal_document, &member_id)?;
         let now_ms = self.clock.now_ms();
         let mut writer = self.lock_writer();
         ensure_no_practice(&writer)?;
@@ -159,19 +150,7 @@ impl Home {
         practice
             .transact_with(
                 |_| doc::commit_options(&member_id, now_ms),
-                |tx| -> Result<()> {
-                    let member = doc::entity(tx, doc::Collection::Members, &member_id)?
-                        .ok_or_else(|| Error::NotFound {
-                            entity: "member",
-                            id: member_id.clone(),
-                        })?;
-                    let devices = match crate::doc::fields::get_map(tx, &member, "devices") {
-                        Some(devices) => devices,
-                        None => tx.put_object(&member, "devices", ObjType::Map)?,
-                    };
-                    tx.put(&devices, device_id.as_str(), true)?;
-                    Ok(())
-                },
+                |tx| add_device_to_member(tx, &member_id, &device_id),
             )
             .map_err(|f| f.error)?;
         let ids = Ids {
@@ -486,6 +465,37 @@ fn joinable_practice(document: &[u8]) -> Result<Automerge> {
         });
     }
     Ok(practice)
+}
+
+/// A clinician's personal space as fetched from the relay, checked to be theirs.
+pub(super) fn personal_space_of(document: &[u8], member_id: &str) -> Result<Automerge> {
+    let personal = Automerge::load(document).map_err(|e| Error::CorruptDocument(e.to_string()))?;
+    doc::check_shape(&personal, SpaceKind::Personal)?;
+    if crate::doc::fields::get_str(&personal, &ROOT, "owner_member").as_deref() != Some(member_id) {
+        return Err(Error::Conflict(
+            "that personal space belongs to another clinician".into(),
+        ));
+    }
+    Ok(personal)
+}
+
+/// Adds a device to a member's devices (a clinician's further device).
+pub(super) fn add_device_to_member<T: Transactable + ReadDoc>(
+    tx: &mut T,
+    member_id: &str,
+    device_id: &str,
+) -> Result<()> {
+    let member =
+        doc::entity(tx, doc::Collection::Members, member_id)?.ok_or_else(|| Error::NotFound {
+            entity: "member",
+            id: member_id.to_string(),
+        })?;
+    let devices = match crate::doc::fields::get_map(tx, &member, "devices") {
+        Some(devices) => devices,
+        None => tx.put_object(&member, "devices", ObjType::Map)?,
+    };
+    tx.put(&devices, device_id, true)?;
+    Ok(())
 }
 
 /// A new clinician's personal space.

@@ -247,8 +247,7 @@ pub async fn join_with_progress(
         .await
         .map_err(sync_error)?;
     let key = SpaceKey::from_bytes(invite.epoch, invite.key);
-    let second_device = invite.member.is_some() && invite.personal.is_some();
-    let fetched = bootstrap(&client, invite.space, &key, !second_device, progress).await?;
+    let fetched = bootstrap(&client, invite.space, &key, true, progress).await?;
     if !fetched.rejected.is_empty() {
         tracing::warn!(
             count = fetched.rejected.len(),
@@ -270,13 +269,24 @@ pub async fn join_with_progress(
         let personal_fetched =
             bootstrap(&client, personal.space, &personal_key, false, &|_, _| {}).await?;
         let personal_cursor = personal_fetched.cursor;
-        let identity = home.add_device(
-            &invite.space.to_string(),
-            &fetched.document_bytes(),
-            member,
-            &personal.space.to_string(),
-            &personal_fetched.document_bytes(),
-        )?;
+        let from_snapshot = fetched.snapshot_suffices();
+        let (practice_id, personal_id) = (invite.space.to_string(), personal.space.to_string());
+        let identity = match &fetched.snapshot {
+            Some(snapshot) if from_snapshot => home.add_device_from_snapshot(
+                &practice_id,
+                snapshot,
+                member,
+                &personal_id,
+                &personal_fetched.document_bytes(),
+            )?,
+            _ => home.add_device(
+                &practice_id,
+                &fetched.document_bytes(),
+                member,
+                &personal_id,
+                &personal_fetched.document_bytes(),
+            )?,
+        };
         home.set_relay(&RelayInfo {
             addr: invite.addr.clone(),
             fingerprint: invite.fingerprint,
@@ -285,7 +295,14 @@ pub async fn join_with_progress(
         home.set_sync_cursor(SpaceKind::Practice, cursor)?;
         home.add_space_key(SpaceKind::Personal, &personal_key)?;
         home.set_sync_cursor(SpaceKind::Personal, personal_cursor)?;
-        round(home, &client).await?;
+        round_spaces(
+            home,
+            &client,
+            spaces_after_join(from_snapshot),
+            Trigger::Full,
+            &|_, _| {},
+        )
+        .await?;
         let _ = member_name;
         return Ok(identity);
     }
@@ -314,13 +331,25 @@ pub async fn join_with_progress(
         .await
         .map_err(sync_error)?;
     home.add_space_key(SpaceKind::Personal, &SpaceKey::generate(1))?;
-    let spaces: &[SpaceKind] = if from_snapshot {
+    round_spaces(
+        home,
+        &client,
+        spaces_after_join(from_snapshot),
+        Trigger::Full,
+        &|_, _| {},
+    )
+    .await?;
+    Ok(identity)
+}
+
+/// The spaces a join syncs before returning: a device that joined from a snapshot leaves
+/// the practice to its first round (which loads the document and announces the device).
+fn spaces_after_join(from_snapshot: bool) -> &'static [SpaceKind] {
+    if from_snapshot {
         &[SpaceKind::Personal]
     } else {
         &[SpaceKind::Practice, SpaceKind::Personal]
-    };
-    round_spaces(home, &client, spaces, Trigger::Full, &|_, _| {}).await?;
-    Ok(identity)
+    }
 }
 
 /// What a joining device fetched of a space.
