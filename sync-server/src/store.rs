@@ -695,14 +695,15 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
             device,
             x25519,
         } => {
-            let invite: Option<(Vec<u8>, String, i64, Option<i64>)> = c
+            type InviteRow = (Vec<u8>, String, i64, Option<i64>, Option<Vec<u8>>);
+            let invite: Option<InviteRow> = c
                 .query_row(
-                    "SELECT space, role, expires_at, used_at FROM invites WHERE token_hash = ?1",
+                    "SELECT space, role, expires_at, used_at, used_by FROM invites WHERE token_hash = ?1",
                     [token_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()?;
-            let Some((invited_space, role, expires_at, used_at)) = invite else {
+            let Some((invited_space, role, expires_at, used_at, used_by)) = invite else {
                 return Err(Refusal::new(
                     ErrorCode::InvalidToken,
                     "this invite is not known to this relay",
@@ -715,6 +716,20 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                 ));
             }
             if used_at.is_some() {
+                // The device that used it asking again (its join was cut off while it
+                // downloaded the space) is admitted again, as it already is.
+                let current: Option<String> = c
+                    .query_row(
+                        "SELECT role FROM memberships WHERE space = ?1 AND device = ?2 AND removed_at IS NULL",
+                        [&space.0[..], &device.0[..]],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let (Some(role), true) = (current, used_by.as_deref() == Some(&device.0[..])) {
+                    return Ok(Written::Admitted(
+                        Role::parse(&role).unwrap_or(Role::Member),
+                    ));
+                }
                 return Err(Refusal::new(
                     ErrorCode::AlreadyUsed,
                     "this invite was already used; ask for a new one",

@@ -234,6 +234,19 @@ async fn setup_codes_and_invites_are_single_use_and_checked() {
             .unwrap(),
         Response::Admitted { role: Role::Admin }
     );
+    // The same device asking again (its join was cut off) is admitted again; nobody else.
+    assert_eq!(
+        admin
+            .client
+            .request(&Request::Join {
+                space,
+                token: token.clone(),
+                x25519: [3; 32]
+            })
+            .await
+            .unwrap(),
+        Response::Admitted { role: Role::Admin }
+    );
     let late = device(&relay).await;
     assert_eq!(
         code(
