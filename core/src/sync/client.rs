@@ -930,6 +930,10 @@ async fn pull(
         for entry in entries {
             merge_entry(home, client, kind, space, me, &entry, &mut parts, report).await?;
             cursor = entry.seq;
+            for given_up in parts.expire(cursor) {
+                tracing::warn!("{given_up}");
+                report.rejected.push(given_up);
+            }
         }
         // Not past the first part of a large change still missing parts.
         home.set_sync_cursor(

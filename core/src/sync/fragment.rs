@@ -16,6 +16,9 @@ const MAGIC: &[u8; 8] = b"RAPFRAG1";
 const HEADER: usize = MAGIC.len() + 32 + 4 + 4;
 /// At most this many parts per change (with 512 KiB entries, a change of about 32 MiB).
 pub const MAX_PARTS: u32 = 64;
+/// A change's parts are pushed back to back: one whose parts are still missing this many
+/// entries after its first is abandoned.
+pub const MAX_SPAN: u64 = 1_000;
 
 /// Splits `change` into parts whose plaintext is at most `max` bytes each.
 pub fn split(change: &[u8], max: usize) -> Result<Vec<Vec<u8>>, String> {
@@ -128,6 +131,25 @@ impl Reassembly {
         Ok(Some(whole))
     }
 
+    /// Gives up on changes whose first part is more than [`MAX_SPAN`] entries before
+    /// `seq` (their sender stopped half-way and never came back): they would otherwise hold
+    /// the cursor back for ever. Returns what was given up, for the report.
+    pub fn expire(&mut self, seq: u64) -> Vec<String> {
+        let mut dropped = Vec::new();
+        self.changes.retain(|(sender, _), c| {
+            let keep = seq.saturating_sub(c.first_seq) <= MAX_SPAN;
+            if !keep {
+                let have = c.parts.iter().filter(|p| p.is_some()).count();
+                dropped.push(format!(
+                    "a large change from {sender} starting at entry {} never completed ({have} of {} parts)",
+                    c.first_seq, c.count
+                ));
+            }
+            keep
+        });
+        dropped
+    }
+
     /// The seq of the first part of a change still incomplete: the relay cursor must stay
     /// before it.
     pub fn first_waiting(&self) -> Option<u64> {
@@ -182,5 +204,19 @@ mod tests {
             "a part changed in flight is caught by the change's hash"
         );
         assert!(split(&vec![0u8; 70 * 100], 100).is_err(), "too many parts");
+    }
+
+    #[test]
+    fn a_change_never_completed_stops_holding_the_cursor() {
+        let parts = split(&[1u8; 300], 100).unwrap();
+        let mut reassembly = Reassembly::default();
+        reassembly
+            .add(DeviceId([3; 16]), 5, parse(&parts[0]).unwrap().unwrap())
+            .unwrap();
+        assert!(reassembly.expire(5 + MAX_SPAN).is_empty());
+        assert_eq!(reassembly.first_waiting(), Some(5));
+        let dropped = reassembly.expire(6 + MAX_SPAN);
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(reassembly.first_waiting(), None);
     }
 }
