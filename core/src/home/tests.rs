@@ -679,8 +679,57 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
         kind: TouchpointKind::Coffee,
         at: Some(day("2026-03-01")),
         outcome: None,
-        note: "Talked about her waitlist".into(),
+        note: "Talked about her waitlist — café on Ñ street".into(),
         allow_contact_details: false,
+        member_id: None,
+    })
+    .unwrap();
+    a.log_touchpoint(NewTouchpoint {
+        partner_id: p.id.clone(),
+        kind: TouchpointKind::Email,
+        at: Some(day("2026-03-03")),
+        outcome: Some(TouchpointOutcome::NoResponse),
+        note: String::new(),
+        allow_contact_details: false,
+        member_id: None,
+    })
+    .unwrap();
+    let r = a
+        .record_referral(NewReferral {
+            partner_id: p.id.clone(),
+            direction: Direction::In,
+            at: Some(day("2026-03-02")),
+            concerns: vec!["anxiety".into(), "custom:school_refusal".into()],
+            age_band: Some(crate::vocab::AgeBand::Adolescent),
+            payer_category: Some(crate::vocab::PayerCategory::Medicaid),
+            modality: Some("family".into()),
+            status: None,
+            member_id: None,
+        })
+        .unwrap();
+    a.record_referral(NewReferral {
+        partner_id: p.id.clone(),
+        direction: Direction::Out,
+        at: Some(day("2026-03-04")),
+        concerns: vec!["grief".into()],
+        age_band: None,
+        payer_category: None,
+        modality: None,
+        status: None,
+        member_id: None,
+    })
+    .unwrap();
+    a.update_referral(
+        &r.id,
+        ReferralStatus::Completed,
+        Some(ReferralOutcome::IntakeHeld),
+    )
+    .unwrap();
+    a.schedule_followup(NewFollowup {
+        partner_id: p.id.clone(),
+        due: day("2026-03-12"),
+        reason: "Ask about their ideal client".into(),
+        cadence_days: Some(30),
         member_id: None,
     })
     .unwrap();
