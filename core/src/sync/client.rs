@@ -443,9 +443,7 @@ async fn bootstrap(
         progress(fetched.cursor, head);
         if !more {
             // A large change still missing parts is fetched again by the first round.
-            if let Some(first) = parts.first_waiting() {
-                fetched.cursor = first - 1;
-            }
+            fetched.cursor = engine::cursor_after(fetched.cursor, parts.first_waiting());
             return Ok(fetched);
         }
     }
@@ -790,12 +788,10 @@ pub async fn apply_delivered(
     let Some(kind) = kind else {
         return Ok(false);
     };
-    let cursor = home.sync_position(kind)?.cursor;
-    if entry.seq <= cursor {
-        return Ok(true);
-    }
-    if entry.seq != cursor + 1 {
-        return Ok(false);
+    match engine::on_delivered(home.sync_position(kind)?.cursor, entry.seq) {
+        engine::Delivered::AlreadyHad => return Ok(true),
+        engine::Delivered::Gap => return Ok(false),
+        engine::Delivered::Merge => {}
     }
     let me = home.device_identity()?.device_id();
     let mut parts = Reassembly::default();
@@ -935,11 +931,7 @@ async fn pull(
                 report.rejected.push(given_up);
             }
         }
-        // Not past the first part of a large change still missing parts.
-        home.set_sync_cursor(
-            kind,
-            parts.first_waiting().map_or(cursor, |first| first - 1),
-        )?;
+        home.set_sync_cursor(kind, engine::cursor_after(cursor, parts.first_waiting()))?;
         if !more {
             return Ok(());
         }

@@ -90,6 +90,38 @@ pub fn wants_snapshot(view: &SpaceView) -> bool {
     view.has_key && view.cursor >= view.last_snapshot + SNAPSHOT_EVERY
 }
 
+/// What to do with an entry the relay delivered inside a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// At or before the cursor: already merged.
+    AlreadyHad,
+    /// The next entry after the cursor: merge it now.
+    Merge,
+    /// Entries are missing before it: pull instead.
+    Gap,
+}
+
+/// Decides about a delivered entry `seq` for a space whose cursor is `cursor`.
+pub fn on_delivered(cursor: u64, seq: u64) -> Delivered {
+    if seq <= cursor {
+        Delivered::AlreadyHad
+    } else if seq == cursor + 1 {
+        Delivered::Merge
+    } else {
+        Delivered::Gap
+    }
+}
+
+/// Where the cursor may stand after entries up to `last` were handled: not past the first
+/// part of a large change still missing parts (`first_waiting`), so a restart fetches it
+/// again.
+pub fn cursor_after(last: u64, first_waiting: Option<u64>) -> u64 {
+    match first_waiting {
+        Some(first) => last.min(first.saturating_sub(1)),
+        None => last,
+    }
+}
+
 /// What a user sees of sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -229,6 +261,22 @@ mod tests {
         );
         assert_eq!(plan_for(&unpushed, Trigger::Notice), vec![Step::Pull]);
         assert_eq!(plan_for(&unpushed, Trigger::Full), plan(&unpushed));
+    }
+
+    #[test]
+    fn delivered_entries_merge_only_in_order() {
+        assert_eq!(on_delivered(10, 9), Delivered::AlreadyHad);
+        assert_eq!(on_delivered(10, 10), Delivered::AlreadyHad);
+        assert_eq!(on_delivered(10, 11), Delivered::Merge);
+        assert_eq!(on_delivered(10, 13), Delivered::Gap);
+    }
+
+    #[test]
+    fn the_cursor_stays_before_an_incomplete_large_change() {
+        assert_eq!(cursor_after(40, None), 40);
+        assert_eq!(cursor_after(40, Some(31)), 30);
+        assert_eq!(cursor_after(40, Some(0)), 0);
+        assert_eq!(cursor_after(5, Some(31)), 5);
     }
 
     #[test]
