@@ -58,7 +58,7 @@ impl Home {
             .into_iter()
             .find(|r| r.kind == kind)
             .ok_or(Error::NoPractice)?;
-        let in_step = sorted(&row.model_heads) == sorted(&heads)
+        let in_step = chunks::encode_heads(&row.model_heads) == chunks::encode_heads(&heads)
             && row.model_version == read_model::MODEL_VERSION;
         let records = if in_step {
             Some(compress_records(&read_model::export(
@@ -284,12 +284,6 @@ impl PendingJoin {
 fn encode(pending: &PendingJoin) -> Result<String> {
     serde_json::to_string(pending)
         .map_err(|e| Error::Conflict(format!("encoding a pending join: {e}")))
-}
-
-fn sorted(heads: &[automerge::ChangeHash]) -> Vec<automerge::ChangeHash> {
-    let mut heads = heads.to_vec();
-    heads.sort();
-    heads
 }
 
 /// Writes a pending join into the practice document just loaded, with the chunk, the

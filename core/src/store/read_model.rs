@@ -126,19 +126,19 @@ fn apply_one(
             None => delete_partner(conn, id),
         },
         EntityKind::Touchpoint => match project::touchpoint(doc, id) {
-            Some(t) => put_touchpoint(conn, &t, &json(&t)?),
+            Some(t) => put_touchpoint(conn, &t),
             None => delete(conn, "touchpoints", id),
         },
         EntityKind::Referral => {
             conn.prepare_cached("DELETE FROM referral_concerns WHERE referral_id = ?1")?
                 .execute([id])?;
             match project::referral(doc, id) {
-                Some(r) => put_referral(conn, &r, &json(&r)?),
+                Some(r) => put_referral(conn, &r),
                 None => delete(conn, "referrals", id),
             }
         }
         EntityKind::Followup => match project::followup(doc, id) {
-            Some(f) => put_followup(conn, &f, &json(&f)?),
+            Some(f) => put_followup(conn, &f),
             None => delete(conn, "followups", id),
         },
         EntityKind::Note => match project::note(doc, id) {
@@ -163,7 +163,7 @@ fn put_stream(conn: &Connection, s: &Stream) -> Result<()> {
     Ok(())
 }
 
-fn put_touchpoint(conn: &Connection, t: &Touchpoint, data: &str) -> Result<()> {
+fn put_touchpoint(conn: &Connection, t: &Touchpoint) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO touchpoints (id, partner_id, member_id, kind, at, outcome, archived, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -176,13 +176,13 @@ fn put_touchpoint(conn: &Connection, t: &Touchpoint, data: &str) -> Result<()> {
         t.at.to_string(),
         t.outcome.map(|o| o.code()),
         t.archived,
-        data
+        json(t)?
     ])?;
     Ok(())
 }
 
 /// Writes a referral's row and its concerns (the caller has cleared older concerns).
-fn put_referral(conn: &Connection, r: &Referral, data: &str) -> Result<()> {
+fn put_referral(conn: &Connection, r: &Referral) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO referrals
          (id, partner_id, member_id, direction, at, status, outcome, age_band, payer_category, modality, data)
@@ -199,7 +199,7 @@ fn put_referral(conn: &Connection, r: &Referral, data: &str) -> Result<()> {
         r.age_band.map(|a| a.code()),
         r.payer_category.map(|p| p.code()),
         r.modality,
-        data
+        json(r)?
     ])?;
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO referral_concerns (concern, referral_id) VALUES (?1, ?2)",
@@ -210,7 +210,7 @@ fn put_referral(conn: &Connection, r: &Referral, data: &str) -> Result<()> {
     Ok(())
 }
 
-fn put_followup(conn: &Connection, f: &Followup, data: &str) -> Result<()> {
+fn put_followup(conn: &Connection, f: &Followup) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO followups (id, partner_id, member_id, due, status, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -221,7 +221,7 @@ fn put_followup(conn: &Connection, f: &Followup, data: &str) -> Result<()> {
         f.member_id,
         f.due.to_string(),
         f.status.code(),
-        data
+        json(f)?
     ])?;
     Ok(())
 }

@@ -255,7 +255,12 @@ pub async fn join_with_progress(
         );
     }
     let cursor = fetched.cursor;
-    if let (Some(member), Some(personal)) = (&invite.member, &invite.personal) {
+    // With the read model in the snapshot, the practice is installed as it is and its
+    // document stays unloaded: the first sync round loads it, writes this device's entry
+    // and brings anything newer than the snapshot.
+    let from_snapshot = fetched.snapshot_suffices();
+    let practice_id = invite.space.to_string();
+    let identity = if let (Some(member), Some(personal)) = (&invite.member, &invite.personal) {
         // Another device of an existing clinician: same member, their personal space too.
         client
             .request(&Request::Join {
@@ -269,8 +274,7 @@ pub async fn join_with_progress(
         let personal_fetched =
             bootstrap(&client, personal.space, &personal_key, false, &|_, _| {}).await?;
         let personal_cursor = personal_fetched.cursor;
-        let from_snapshot = fetched.snapshot_suffices();
-        let (practice_id, personal_id) = (invite.space.to_string(), personal.space.to_string());
+        let personal_id = personal.space.to_string();
         let identity = match &fetched.snapshot {
             Some(snapshot) if from_snapshot => home.add_device_from_snapshot(
                 &practice_id,
@@ -287,35 +291,25 @@ pub async fn join_with_progress(
                 &personal_fetched.document_bytes(),
             )?,
         };
-        home.set_relay(&RelayInfo {
-            addr: invite.addr.clone(),
-            fingerprint: invite.fingerprint,
-        })?;
-        home.add_space_key(SpaceKind::Practice, &key)?;
-        home.set_sync_cursor(SpaceKind::Practice, cursor)?;
         home.add_space_key(SpaceKind::Personal, &personal_key)?;
         home.set_sync_cursor(SpaceKind::Personal, personal_cursor)?;
-        round_spaces(
-            home,
-            &client,
-            spaces_after_join(from_snapshot),
-            Trigger::Full,
-            &|_, _| {},
-        )
-        .await?;
-        let _ = member_name;
-        return Ok(identity);
-    }
-    // With the read model in the snapshot, the practice is installed as it is and its
-    // document stays unloaded: the first sync round loads it, writes this member's entry
-    // and brings anything newer than the snapshot.
-    let from_snapshot = fetched.snapshot_suffices();
-    let practice_id = invite.space.to_string();
-    let identity = match &fetched.snapshot {
-        Some(snapshot) if from_snapshot => {
-            home.join_practice_from_snapshot(&practice_id, snapshot, member_name)?
-        }
-        _ => home.join_practice(&practice_id, &fetched.document_bytes(), member_name)?,
+        identity
+    } else {
+        let identity = match &fetched.snapshot {
+            Some(snapshot) if from_snapshot => {
+                home.join_practice_from_snapshot(&practice_id, snapshot, member_name)?
+            }
+            _ => home.join_practice(&practice_id, &fetched.document_bytes(), member_name)?,
+        };
+        client
+            .request(&Request::CreateSpace {
+                space: space_of(home, SpaceKind::Personal)?,
+                x25519,
+            })
+            .await
+            .map_err(sync_error)?;
+        home.add_space_key(SpaceKind::Personal, &SpaceKey::generate(1))?;
+        identity
     };
     home.set_relay(&RelayInfo {
         addr: invite.addr,
@@ -323,33 +317,15 @@ pub async fn join_with_progress(
     })?;
     home.add_space_key(SpaceKind::Practice, &key)?;
     home.set_sync_cursor(SpaceKind::Practice, cursor)?;
-    client
-        .request(&Request::CreateSpace {
-            space: space_of(home, SpaceKind::Personal)?,
-            x25519,
-        })
-        .await
-        .map_err(sync_error)?;
-    home.add_space_key(SpaceKind::Personal, &SpaceKey::generate(1))?;
-    round_spaces(
-        home,
-        &client,
-        spaces_after_join(from_snapshot),
-        Trigger::Full,
-        &|_, _| {},
-    )
-    .await?;
-    Ok(identity)
-}
-
-/// The spaces a join syncs before returning: a device that joined from a snapshot leaves
-/// the practice to its first round (which loads the document and announces the device).
-fn spaces_after_join(from_snapshot: bool) -> &'static [SpaceKind] {
-    if from_snapshot {
+    // A device that joined from a snapshot leaves the practice to its first round (which
+    // loads the document and announces the device).
+    let spaces: &[SpaceKind] = if from_snapshot {
         &[SpaceKind::Personal]
     } else {
         &[SpaceKind::Practice, SpaceKind::Personal]
-    }
+    };
+    round_spaces(home, &client, spaces, Trigger::Full, &|_, _| {}).await?;
+    Ok(identity)
 }
 
 /// What a joining device fetched of a space.
