@@ -201,6 +201,242 @@ impl Backoff {
     }
 }
 
+/// How often a connected device runs a full round even without notices.
+pub const PERIOD: Duration = Duration::from_secs(30);
+
+/// Something that happened to a running sync, as its driver saw it: the outcome of the
+/// last blocking [`Action`], or the user stopping sync.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Sync was started.
+    Started,
+    /// [`Action::Connect`] succeeded; `subscribed` says whether the relay accepted the
+    /// subscription to notices (without it, the device syncs on the period alone).
+    Connected {
+        /// Whether notices will arrive.
+        subscribed: bool,
+    },
+    /// [`Action::Connect`] failed.
+    ConnectFailed {
+        /// Why, in words.
+        reason: String,
+    },
+    /// [`Action::Round`] finished.
+    RoundDone {
+        /// When (milliseconds since the Unix epoch).
+        at_ms: i64,
+        /// Entries refused in it.
+        refused: u32,
+    },
+    /// [`Action::Round`] failed; the connection is no longer trusted.
+    RoundFailed {
+        /// Why, in words.
+        reason: String,
+    },
+    /// While listening, an entry arrived inside a notice and was handled in place:
+    /// `merged` is false when it could not be (a gap before it, part of a large change,
+    /// an error), and a pull must fetch it.
+    Delivered {
+        /// Whether the entry is now in the document (or was already).
+        merged: bool,
+        /// When it was handled (milliseconds since the Unix epoch).
+        at_ms: i64,
+        /// Entries refused while handling it.
+        refused: u32,
+    },
+    /// While listening, the relay announced new entries without carrying them.
+    Announced,
+    /// While listening, something changed on this device.
+    LocalChange,
+    /// While listening, [`PERIOD`] passed without anything else happening.
+    PeriodElapsed,
+    /// While listening, the relay connection dropped.
+    ConnectionLost,
+    /// [`Action::Sleep`] is over.
+    WaitOver,
+    /// The user stopped sync.
+    StopRequested,
+}
+
+/// What the driver does next, in order. Every list [`Machine::handle`] returns ends with
+/// exactly one action the driver waits on ([`Action::is_blocking`]): its outcome is the
+/// next [`Event`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Tell the user.
+    Report(SyncStatus),
+    /// Connect to the relay and subscribe to the synced spaces' notices.
+    Connect,
+    /// Run a round for a trigger (see [`plan_for`] for its steps per space).
+    Round(Trigger),
+    /// Wait for a notice, a local change or the period, whichever comes first.
+    Listen {
+        /// How long to wait before a full round anyway.
+        period: Duration,
+    },
+    /// Close the connection, if any.
+    Disconnect,
+    /// Wait before reconnecting.
+    Sleep(Duration),
+    /// Stop: nothing more will happen.
+    Finish,
+}
+
+impl Action {
+    /// Whether the driver waits on this action for the next event.
+    pub fn is_blocking(&self) -> bool {
+        !matches!(self, Action::Report(_) | Action::Disconnect)
+    }
+}
+
+/// Where a running sync stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Not started.
+    Idle,
+    /// Connecting to the relay.
+    Connecting,
+    /// Waiting before the next attempt.
+    Waiting,
+    /// A round is running.
+    Syncing,
+    /// Connected and up to date, waiting for something to do.
+    Listening,
+    /// Stopped for good.
+    Stopped,
+}
+
+/// The sync engine's state machine: events in, actions out. It decides when to connect,
+/// which round to run on what trigger, when to back off and for how long, and what status
+/// the user sees; a driver (`sync::service` over QUIC) performs the actions and feeds
+/// back their outcomes. No sockets, clocks or randomness inside: the jitter for the
+/// backoff comes from the function it is built with.
+pub struct Machine {
+    phase: Phase,
+    backoff: Backoff,
+    jitter: Box<dyn FnMut() -> f64 + Send>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("phase", &self.phase)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Machine {
+    /// A machine backing off with `backoff`, jittered by `jitter` (uniform in `[0, 1)`).
+    pub fn new(backoff: Backoff, jitter: Box<dyn FnMut() -> f64 + Send>) -> Self {
+        Machine {
+            phase: Phase::Idle,
+            backoff,
+            jitter,
+        }
+    }
+
+    /// Where it stands.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Takes an event and returns what to do, ending with the action to wait on.
+    pub fn handle(&mut self, event: Event) -> Vec<Action> {
+        use Event as E;
+        match (self.phase, event) {
+            (Phase::Stopped, _) => vec![Action::Finish],
+            (_, E::StopRequested) => {
+                self.phase = Phase::Stopped;
+                vec![
+                    Action::Disconnect,
+                    Action::Report(SyncStatus::Offline { retry_in_ms: 0 }),
+                    Action::Finish,
+                ]
+            }
+            (Phase::Idle, E::Started) | (Phase::Waiting, E::WaitOver) => self.connect(),
+            (Phase::Connecting, E::Connected { .. }) => {
+                self.backoff.reset();
+                self.round(Trigger::Full)
+            }
+            (Phase::Connecting, E::ConnectFailed { .. }) => {
+                let wait = self.backoff.next((self.jitter)());
+                self.phase = Phase::Waiting;
+                vec![
+                    Action::Report(SyncStatus::Offline {
+                        retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    }),
+                    Action::Sleep(wait),
+                ]
+            }
+            (Phase::Syncing, E::RoundDone { at_ms, refused }) => self.up_to_date(at_ms, refused),
+            (Phase::Syncing, E::RoundFailed { reason }) => self.drop_connection(reason),
+            (
+                Phase::Listening,
+                E::Delivered {
+                    merged: true,
+                    at_ms,
+                    refused,
+                },
+            ) => self.up_to_date(at_ms, refused),
+            (Phase::Listening, E::Delivered { merged: false, .. } | E::Announced) => {
+                self.round(Trigger::Notice)
+            }
+            (Phase::Listening, E::LocalChange) => self.round(Trigger::Local),
+            (Phase::Listening, E::PeriodElapsed) => self.round(Trigger::Full),
+            (Phase::Listening, E::ConnectionLost) => {
+                self.drop_connection("the relay connection dropped".into())
+            }
+            // An event the current phase does not expect (a driver out of step): carry on
+            // with what this phase waits on.
+            (_, _) => vec![self.resume()],
+        }
+    }
+
+    fn connect(&mut self) -> Vec<Action> {
+        self.phase = Phase::Connecting;
+        vec![Action::Report(SyncStatus::Connecting), Action::Connect]
+    }
+
+    fn round(&mut self, trigger: Trigger) -> Vec<Action> {
+        self.phase = Phase::Syncing;
+        vec![Action::Round(trigger)]
+    }
+
+    fn up_to_date(&mut self, at_ms: i64, refused: u32) -> Vec<Action> {
+        self.phase = Phase::Listening;
+        vec![
+            Action::Report(SyncStatus::UpToDate { at_ms, refused }),
+            Action::Listen { period: PERIOD },
+        ]
+    }
+
+    /// After a failed round or a dropped connection: say why, close, and wait before
+    /// connecting again (the status stays the error until then).
+    fn drop_connection(&mut self, reason: String) -> Vec<Action> {
+        let wait = self.backoff.next((self.jitter)());
+        self.phase = Phase::Waiting;
+        vec![
+            Action::Report(SyncStatus::Error { reason }),
+            Action::Disconnect,
+            Action::Sleep(wait),
+        ]
+    }
+
+    fn resume(&mut self) -> Action {
+        match self.phase {
+            Phase::Idle | Phase::Connecting => {
+                self.phase = Phase::Connecting;
+                Action::Connect
+            }
+            Phase::Waiting => Action::Sleep(Duration::ZERO),
+            Phase::Syncing => Action::Round(Trigger::Full),
+            Phase::Listening => Action::Listen { period: PERIOD },
+            Phase::Stopped => Action::Finish,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +545,207 @@ mod tests {
         assert_eq!(backoff.next(0.0), Duration::ZERO);
         backoff.reset();
         assert_eq!(backoff.next(1.0), Duration::from_millis(100));
+    }
+
+    fn machine() -> Machine {
+        Machine::new(
+            Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
+            Box::new(|| 1.0),
+        )
+    }
+
+    fn listen() -> Action {
+        Action::Listen { period: PERIOD }
+    }
+
+    #[test]
+    fn the_machine_connects_then_runs_a_full_round_then_listens() {
+        let mut m = machine();
+        assert_eq!(
+            m.handle(Event::Started),
+            vec![Action::Report(SyncStatus::Connecting), Action::Connect]
+        );
+        assert_eq!(
+            m.handle(Event::Connected { subscribed: true }),
+            vec![Action::Round(Trigger::Full)]
+        );
+        assert_eq!(m.phase(), Phase::Syncing);
+        assert_eq!(
+            m.handle(Event::RoundDone {
+                at_ms: 7,
+                refused: 1
+            }),
+            vec![
+                Action::Report(SyncStatus::UpToDate {
+                    at_ms: 7,
+                    refused: 1
+                }),
+                listen()
+            ]
+        );
+        assert_eq!(m.phase(), Phase::Listening);
+    }
+
+    #[test]
+    fn each_trigger_runs_its_own_round() {
+        let mut m = machine();
+        m.handle(Event::Started);
+        m.handle(Event::Connected { subscribed: true });
+        let done = Event::RoundDone {
+            at_ms: 1,
+            refused: 0,
+        };
+        for (event, trigger) in [
+            (Event::LocalChange, Trigger::Local),
+            (Event::Announced, Trigger::Notice),
+            (Event::PeriodElapsed, Trigger::Full),
+            (
+                Event::Delivered {
+                    merged: false,
+                    at_ms: 1,
+                    refused: 0,
+                },
+                Trigger::Notice,
+            ),
+        ] {
+            m.handle(done.clone());
+            assert_eq!(m.handle(event), vec![Action::Round(trigger)]);
+        }
+        m.handle(done);
+        assert_eq!(
+            m.handle(Event::Delivered {
+                merged: true,
+                at_ms: 9,
+                refused: 0
+            }),
+            vec![
+                Action::Report(SyncStatus::UpToDate {
+                    at_ms: 9,
+                    refused: 0
+                }),
+                listen()
+            ],
+            "an entry merged from its notice needs no round"
+        );
+    }
+
+    #[test]
+    fn failures_back_off_longer_each_time_and_a_connection_resets_it() {
+        let mut m = machine();
+        m.handle(Event::Started);
+        let failed = || Event::ConnectFailed {
+            reason: "unreachable".into(),
+        };
+        let offline = |ms: u64| {
+            vec![
+                Action::Report(SyncStatus::Offline { retry_in_ms: ms }),
+                Action::Sleep(Duration::from_millis(ms)),
+            ]
+        };
+        assert_eq!(m.handle(failed()), offline(100));
+        assert_eq!(
+            m.handle(Event::WaitOver),
+            vec![Action::Report(SyncStatus::Connecting), Action::Connect]
+        );
+        assert_eq!(m.handle(failed()), offline(200));
+        m.handle(Event::WaitOver);
+        m.handle(Event::Connected { subscribed: false });
+        assert_eq!(
+            m.handle(Event::RoundFailed {
+                reason: "refused".into()
+            }),
+            vec![
+                Action::Report(SyncStatus::Error {
+                    reason: "refused".into()
+                }),
+                Action::Disconnect,
+                Action::Sleep(Duration::from_millis(100)),
+            ],
+            "the successful connection reset the backoff"
+        );
+        m.handle(Event::WaitOver);
+        m.handle(Event::Connected { subscribed: true });
+        m.handle(Event::RoundDone {
+            at_ms: 1,
+            refused: 0,
+        });
+        let lost = m.handle(Event::ConnectionLost);
+        assert_eq!(
+            lost[0],
+            Action::Report(SyncStatus::Error {
+                reason: "the relay connection dropped".into()
+            })
+        );
+        assert_eq!(
+            lost[1..],
+            [
+                Action::Disconnect,
+                Action::Sleep(Duration::from_millis(100))
+            ]
+        );
+        assert_eq!(m.phase(), Phase::Waiting);
+    }
+
+    #[test]
+    fn stopping_closes_and_reports_offline_from_any_phase_and_then_only_finishes() {
+        let stops = vec![
+            Action::Disconnect,
+            Action::Report(SyncStatus::Offline { retry_in_ms: 0 }),
+            Action::Finish,
+        ];
+        let setups: Vec<Vec<Event>> = vec![
+            vec![],
+            vec![Event::Started],
+            vec![Event::Started, Event::Connected { subscribed: true }],
+            vec![Event::Started, Event::ConnectFailed { reason: "x".into() }],
+        ];
+        for setup in setups {
+            let mut m = machine();
+            for event in setup {
+                m.handle(event);
+            }
+            assert_eq!(m.handle(Event::StopRequested), stops);
+            assert_eq!(m.handle(Event::Started), vec![Action::Finish]);
+            assert_eq!(m.phase(), Phase::Stopped);
+        }
+    }
+
+    #[test]
+    fn every_answer_ends_with_exactly_one_action_to_wait_on() {
+        let events = [
+            Event::Started,
+            Event::Connected { subscribed: true },
+            Event::ConnectFailed { reason: "x".into() },
+            Event::RoundDone {
+                at_ms: 1,
+                refused: 0,
+            },
+            Event::RoundFailed { reason: "x".into() },
+            Event::Delivered {
+                merged: true,
+                at_ms: 1,
+                refused: 0,
+            },
+            Event::Announced,
+            Event::LocalChange,
+            Event::PeriodElapsed,
+            Event::ConnectionLost,
+            Event::WaitOver,
+        ];
+        // Every event in every phase reachable by two events before it, expected or not.
+        for first in &events {
+            for second in &events {
+                for third in &events {
+                    let mut m = machine();
+                    for event in [first, second, third] {
+                        let actions = m.handle(event.clone());
+                        let blocking: Vec<&Action> =
+                            actions.iter().filter(|a| a.is_blocking()).collect();
+                        assert_eq!(blocking.len(), 1, "{event:?} gave {actions:?}");
+                        assert!(actions.last().is_some_and(Action::is_blocking));
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,7 +1,9 @@
-//! Background sync: keeps a home in step with its relay while the app runs. Connects,
+//! Background sync: keeps a home in step with its relay while the app runs. The engine's
+//! [`Machine`] decides (connect, which round on what trigger, back off, status); this
+//! driver performs its actions over QUIC on tokio and feeds the outcomes back: connects,
 //! runs a round, subscribes to the relay's notices and runs another round on every notice,
-//! local change or half minute; reconnects with exponential backoff and jitter; reports
-//! its status to a listener. Everything it needs to resume is in the home's SQLite file.
+//! local change or half minute, reconnects with exponential backoff and jitter, reports
+//! the status to a listener. Everything it needs to resume is in the home's SQLite file.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,11 +11,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use rapport_wire::client::Notice;
+use rapport_wire::client::{Notice, Notices, RelayClient};
 
 use super::client::{SyncReport, apply_delivered, connect_known, round_for};
-use super::engine::Trigger;
-use super::engine::{Backoff, SyncStatus};
+use super::engine::{Action, Backoff, Event, Machine, SyncStatus};
 use crate::doc::SpaceKind;
 use crate::events::{ChangeEvent, Origin};
 use crate::home::Home;
@@ -53,16 +54,7 @@ impl Drop for SyncService {
     }
 }
 
-fn up_to_date(home: &Home, report: &SyncReport) -> SyncStatus {
-    SyncStatus::UpToDate {
-        at_ms: home.clock().now_ms(),
-        refused: u32::try_from(report.rejected.len()).unwrap_or(u32::MAX),
-    }
-}
-
-/// How often a connected device syncs even without notices.
-const PERIOD: Duration = Duration::from_secs(30);
-
+/// Performs the machine's actions over QUIC and feeds their outcomes back to it.
 async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken) {
     let local = Arc::new(Notify::new());
     let wake = local.clone();
@@ -71,29 +63,89 @@ async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken
             wake.notify_one();
         }
     }));
-    let mut backoff = Backoff::default();
-    let status = |s: SyncStatus| on_status(&s);
-    while !stop.is_cancelled() {
-        status(SyncStatus::Connecting);
-        let client = tokio::select! {
-            _ = stop.cancelled() => break,
-            client = connect_known(&home) => client,
-        };
-        let client = match client {
-            Ok(client) => client,
-            Err(e) => {
-                let wait = backoff.next(rand::random());
-                tracing::info!(error = %e, ?wait, "relay unreachable; retrying");
-                status(SyncStatus::Offline {
-                    retry_in_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                });
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(wait) => continue,
+    let mut machine = Machine::new(Backoff::default(), Box::new(rand::random));
+    let mut link: Option<Link> = None;
+    let mut event = Event::Started;
+    loop {
+        let mut next = None;
+        for action in machine.handle(event) {
+            next = match action {
+                Action::Report(status) => {
+                    on_status(&status);
+                    continue;
                 }
-            }
+                Action::Disconnect => {
+                    if let Some(link) = link.take() {
+                        link.client.close().await;
+                    }
+                    continue;
+                }
+                Action::Finish => return,
+                Action::Connect => Some(tokio::select! {
+                    _ = stop.cancelled() => Event::StopRequested,
+                    connected = Link::open(&home) => match connected {
+                        Ok(opened) => {
+                            let subscribed = opened.notices.is_some();
+                            link = Some(opened);
+                            Event::Connected { subscribed }
+                        }
+                        Err(e) => {
+                            tracing::info!(error = %e, "relay unreachable");
+                            Event::ConnectFailed { reason: e.to_string() }
+                        }
+                    },
+                }),
+                Action::Round(trigger) => Some(match &link {
+                    // A round runs to its end (stopping waits for it), then stop is seen.
+                    Some(link) => {
+                        let progress =
+                            |done, total| on_status(&SyncStatus::Syncing { done, total });
+                        match round_for(&home, &link.client, trigger, &progress).await {
+                            Ok(report) => Event::RoundDone {
+                                at_ms: home.clock().now_ms(),
+                                refused: refused(&report),
+                            },
+                            Err(e) => Event::RoundFailed {
+                                reason: e.to_string(),
+                            },
+                        }
+                    }
+                    None => Event::RoundFailed {
+                        reason: "not connected".into(),
+                    },
+                }),
+                Action::Listen { period } => Some(match link.as_mut() {
+                    Some(link) => link.listen(&home, &local, &stop, period).await,
+                    None => Event::ConnectionLost,
+                }),
+                Action::Sleep(wait) => Some(tokio::select! {
+                    _ = stop.cancelled() => Event::StopRequested,
+                    _ = tokio::time::sleep(wait) => Event::WaitOver,
+                }),
+            };
+            // Only the last action of a list blocks; nothing follows it.
+            break;
+        }
+        event = match next {
+            Some(event) if !stop.is_cancelled() => event,
+            _ => Event::StopRequested,
         };
-        backoff.reset();
+    }
+}
+
+fn refused(report: &SyncReport) -> u32 {
+    u32::try_from(report.rejected.len()).unwrap_or(u32::MAX)
+}
+
+/// A connection to the relay and its notices (none when the subscription was refused).
+struct Link {
+    client: RelayClient,
+    notices: Option<Notices>,
+}
+
+impl Link {
+    async fn open(home: &Home) -> crate::Result<Link> {
+        let client = connect_known(home).await?;
         let spaces: Vec<rapport_wire::SpaceId> = [SpaceKind::Practice, SpaceKind::Personal]
             .into_iter()
             .filter(|k| home.current_space_key(*k).ok().flatten().is_some())
@@ -103,66 +155,51 @@ async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken
                     .and_then(|id| rapport_wire::SpaceId::parse(&id))
             })
             .collect();
-        let mut notices = match client.subscribe(spaces).await {
+        let notices = match client.subscribe(spaces).await {
             Ok(n) => Some(n),
             Err(e) => {
                 tracing::warn!(error = %e, "subscription refused; syncing on a timer");
                 None
             }
         };
-        // `None`: nothing to run (an entry delivered inside a notice was merged already).
-        let mut trigger = Some(Trigger::Full);
-        loop {
-            if let Some(trigger) = trigger {
-                let progress = |done, total| on_status(&SyncStatus::Syncing { done, total });
-                match round_for(&home, &client, trigger, &progress).await {
-                    Ok(report) => status(up_to_date(&home, &report)),
-                    Err(e) => {
-                        status(SyncStatus::Error {
-                            reason: e.to_string(),
-                        });
-                        break;
-                    }
+        Ok(Link { client, notices })
+    }
+
+    /// Waits for a notice, a local change or the period; an entry carried inside a
+    /// notice is merged here, in place, as the quickest way to show it.
+    async fn listen(
+        &mut self,
+        home: &Home,
+        local: &Notify,
+        stop: &CancellationToken,
+        period: Duration,
+    ) -> Event {
+        let notice = async {
+            match self.notices.as_mut() {
+                Some(n) => n.next().await.ok().flatten(),
+                None => std::future::pending().await,
+            }
+        };
+        let notice = tokio::select! {
+            _ = stop.cancelled() => return Event::StopRequested,
+            _ = local.notified() => return Event::LocalChange,
+            _ = tokio::time::sleep(period) => return Event::PeriodElapsed,
+            notice = notice => notice,
+        };
+        match notice {
+            Some(Notice::Entry { space, entry }) => {
+                let mut report = SyncReport::default();
+                let merged = apply_delivered(home, &self.client, space, &entry, &mut report)
+                    .await
+                    .unwrap_or(false);
+                Event::Delivered {
+                    merged,
+                    at_ms: home.clock().now_ms(),
+                    refused: refused(&report),
                 }
             }
-            let notice = async {
-                match notices.as_mut() {
-                    Some(n) => n.next().await.ok().flatten(),
-                    None => std::future::pending().await,
-                }
-            };
-            trigger = tokio::select! {
-                _ = stop.cancelled() => break,
-                notice = notice => match notice {
-                    Some(Notice::Entry { space, entry }) => {
-                        let mut report = SyncReport::default();
-                        match apply_delivered(&home, &client, space, &entry, &mut report).await {
-                            Ok(true) => {
-                                status(up_to_date(&home, &report));
-                                None
-                            }
-                            // A gap before it, or it could not be applied: pull.
-                            Ok(false) | Err(_) => Some(Trigger::Notice),
-                        }
-                    }
-                    Some(Notice::Newest { .. }) => Some(Trigger::Notice),
-                    None => {
-                        status(SyncStatus::Error { reason: "the relay connection dropped".into() });
-                        break;
-                    }
-                },
-                _ = local.notified() => Some(Trigger::Local),
-                _ = tokio::time::sleep(PERIOD) => Some(Trigger::Full),
-            };
-        }
-        client.close().await;
-        if !stop.is_cancelled() {
-            let wait = backoff.next(rand::random());
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {},
-            }
+            Some(Notice::Newest { .. }) => Event::Announced,
+            None => Event::ConnectionLost,
         }
     }
-    on_status(&SyncStatus::Offline { retry_in_ms: 0 });
 }
