@@ -650,6 +650,17 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
             device,
             x25519,
         } => {
+            // The same device registering the same space again (its first answer was
+            // lost, or its join was cut off before it kept the key): already done.
+            let again: i64 = c.query_row(
+                "SELECT count(*) FROM spaces s JOIN memberships m ON m.space = s.id
+                 WHERE s.id = ?1 AND s.created_by = ?2 AND m.device = ?2 AND m.removed_at IS NULL",
+                [&space.0[..], &device.0[..]],
+                |r| r.get(0),
+            )?;
+            if again > 0 {
+                return Ok(Written::Admitted(Role::Owner));
+            }
             let admitted: i64 = c.query_row(
                 "SELECT count(*) FROM memberships WHERE device = ?1 AND removed_at IS NULL",
                 [&device.0[..]],

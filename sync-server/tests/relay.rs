@@ -459,6 +459,31 @@ async fn members_only_and_roles_are_enforced() {
             .unwrap(),
         Response::Admitted { role: Role::Owner }
     );
+    // Registering it again (a lost answer, a resumed join) is admitted; anyone else
+    // registering that id is refused.
+    assert_eq!(
+        member
+            .client
+            .request(&Request::CreateSpace {
+                space: personal,
+                x25519: [0; 32]
+            })
+            .await
+            .unwrap(),
+        Response::Admitted { role: Role::Owner }
+    );
+    assert_eq!(
+        code(
+            owner
+                .client
+                .request(&Request::CreateSpace {
+                    space: personal,
+                    x25519: [0; 32]
+                })
+                .await
+        ),
+        ErrorCode::SpaceExists
+    );
     assert_eq!(
         code(
             owner

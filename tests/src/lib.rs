@@ -1,3 +1,4 @@
 //! End-to-end tests, the deterministic practice generator and the `rapport-bench` binary.
 
 pub mod generator;
+pub mod relay;

@@ -3,51 +3,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter};
 use rapport_core::sync::client::{self, SyncReport};
 use rapport_core::sync::crypto::{self, SpaceKey};
 use rapport_core::vocab::{Direction, PartnerKind, TouchpointKind, TouchpointOutcome};
 use rapport_core::{Home, SpaceKind};
-use rapport_relay::data::DataDir;
-use rapport_relay::server::{Config, Relay};
+use rapport_tests::relay::{Running, relay};
 use rapport_wire::SpaceId;
 use rapport_wire::client::RelayClient;
 use rapport_wire::frames::{Request, Response, Role};
 use rapport_wire::identity::Identity;
-
-struct Running {
-    setup_code: Box<dyn Fn() -> String + Send + Sync>,
-    dir: tempfile::TempDir,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn relay() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let data = DataDir::init(dir.path(), "127.0.0.1:1").unwrap();
-    let store = data.store().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
-    };
-    let relay = Relay::bind(store.clone(), &data.identity, config).unwrap();
-    let addr = relay.local_addr().unwrap();
-    data.set_public_addr(&addr.to_string()).unwrap();
-    let data = Arc::new(data);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(relay.run(async {
-        let _ = stopped.await;
-    }));
-    let codes = data.clone();
-    Running {
-        setup_code: Box::new(move || codes.new_setup_code(&store).unwrap().encode()),
-        dir,
-        stop,
-        task,
-    }
-}
 
 fn home(dir: &Path) -> Home {
     Home::open(dir).unwrap()

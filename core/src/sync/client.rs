@@ -228,6 +228,10 @@ pub async fn join(home: &Home, invite_code: &str, member_name: &str) -> Result<I
 }
 
 /// [`join`], reporting `(entries fetched, entries in the log)` while bootstrapping.
+///
+/// A join cut off after the practice was installed (the connection lost, the app killed)
+/// is finished by joining again with the same invite: the relay admits the device again,
+/// the practice is not fetched a second time, and the steps left over run.
 pub async fn join_with_progress(
     home: &Home,
     invite_code: &str,
@@ -238,85 +242,90 @@ pub async fn join_with_progress(
         .map_err(|e| Error::invalid("invite code", e.to_string()))?;
     let client = connect(home, &invite.addr, invite.fingerprint).await?;
     let x25519 = home.box_key()?.public();
+    let admit = |space, token: Vec<u8>| Request::Join {
+        space,
+        token,
+        x25519,
+    };
     client
-        .request(&Request::Join {
-            space: invite.space,
-            token: invite.token.clone(),
-            x25519,
-        })
+        .request(&admit(invite.space, invite.token.clone()))
         .await
         .map_err(sync_error)?;
-    let key = SpaceKey::from_bytes(invite.epoch, invite.key);
-    let fetched = bootstrap(&client, invite.space, &key, true, progress).await?;
-    if !fetched.rejected.is_empty() {
-        tracing::warn!(
-            count = fetched.rejected.len(),
-            "entries refused while joining"
-        );
+    if let Some(personal) = &invite.personal {
+        client
+            .request(&admit(personal.space, personal.token.clone()))
+            .await
+            .map_err(sync_error)?;
     }
-    let cursor = fetched.cursor;
+    let key = SpaceKey::from_bytes(invite.epoch, invite.key);
+    let personal_key = invite
+        .personal
+        .as_ref()
+        .map(|p| SpaceKey::from_bytes(p.epoch, p.key));
+    let practice_id = invite.space.to_string();
+    let resuming = home.space_id(SpaceKind::Practice).ok().as_deref() == Some(&practice_id);
     // With the read model in the snapshot, the practice is installed as it is and its
     // document stays unloaded: the first sync round loads it, writes this device's entry
     // and brings anything newer than the snapshot.
-    let from_snapshot = fetched.snapshot_suffices();
-    let practice_id = invite.space.to_string();
-    let identity = if let (Some(member), Some(personal)) = (&invite.member, &invite.personal) {
-        // Another device of an existing clinician: same member, their personal space too.
-        client
-            .request(&Request::Join {
-                space: personal.space,
-                token: personal.token.clone(),
-                x25519,
-            })
-            .await
-            .map_err(sync_error)?;
-        let personal_key = SpaceKey::from_bytes(personal.epoch, personal.key);
-        let personal_fetched =
-            bootstrap(&client, personal.space, &personal_key, false, &|_, _| {}).await?;
-        let personal_cursor = personal_fetched.cursor;
-        let personal_id = personal.space.to_string();
-        let identity = match &fetched.snapshot {
-            Some(snapshot) if from_snapshot => home.add_device_from_snapshot(
-                &practice_id,
-                snapshot,
-                member,
-                &personal_id,
-                &personal_fetched.document_bytes(),
-            )?,
-            _ => home.add_device(
-                &practice_id,
-                &fetched.document_bytes(),
-                member,
-                &personal_id,
-                &personal_fetched.document_bytes(),
-            )?,
-        };
-        home.add_space_key(SpaceKind::Personal, &personal_key)?;
-        home.set_sync_cursor(SpaceKind::Personal, personal_cursor)?;
-        identity
-    } else {
-        let identity = match &fetched.snapshot {
-            Some(snapshot) if from_snapshot => {
-                home.join_practice_from_snapshot(&practice_id, snapshot, member_name)?
-            }
-            _ => home.join_practice(&practice_id, &fetched.document_bytes(), member_name)?,
-        };
-        client
-            .request(&Request::CreateSpace {
-                space: space_of(home, SpaceKind::Personal)?,
-                x25519,
-            })
-            .await
-            .map_err(sync_error)?;
-        home.add_space_key(SpaceKind::Personal, &SpaceKey::generate(1))?;
-        identity
-    };
+    let mut from_snapshot = false;
+    if !resuming {
+        let fetched = bootstrap(&client, invite.space, &key, true, progress).await?;
+        if !fetched.rejected.is_empty() {
+            tracing::warn!(
+                count = fetched.rejected.len(),
+                "entries refused while joining"
+            );
+        }
+        let cursor = fetched.cursor;
+        from_snapshot = fetched.snapshot_suffices();
+        if let (Some(member), Some(personal), Some(personal_key)) =
+            (&invite.member, &invite.personal, &personal_key)
+        {
+            // Another device of an existing clinician: same member, their personal space.
+            let personal_fetched =
+                bootstrap(&client, personal.space, personal_key, false, &|_, _| {}).await?;
+            let personal_cursor = personal_fetched.cursor;
+            let personal_id = personal.space.to_string();
+            match &fetched.snapshot {
+                Some(snapshot) if from_snapshot => home.add_device_from_snapshot(
+                    &practice_id,
+                    snapshot,
+                    member,
+                    &personal_id,
+                    &personal_fetched.document_bytes(),
+                )?,
+                _ => home.add_device(
+                    &practice_id,
+                    &fetched.document_bytes(),
+                    member,
+                    &personal_id,
+                    &personal_fetched.document_bytes(),
+                )?,
+            };
+            home.add_space_key(SpaceKind::Personal, personal_key)?;
+            home.set_sync_cursor(SpaceKind::Personal, personal_cursor)?;
+        } else {
+            match &fetched.snapshot {
+                Some(snapshot) if from_snapshot => {
+                    home.join_practice_from_snapshot(&practice_id, snapshot, member_name)?
+                }
+                _ => home.join_practice(&practice_id, &fetched.document_bytes(), member_name)?,
+            };
+        }
+        home.set_sync_cursor(SpaceKind::Practice, cursor)?;
+    } else if let Some(personal_key) = &personal_key {
+        home.add_space_key(SpaceKind::Personal, personal_key)?;
+    }
+    // What makes the practice sync is kept before anything else goes over the network.
+    home.add_space_key(SpaceKind::Practice, &key)?;
     home.set_relay(&RelayInfo {
         addr: invite.addr,
         fingerprint: invite.fingerprint,
     })?;
-    home.add_space_key(SpaceKind::Practice, &key)?;
-    home.set_sync_cursor(SpaceKind::Practice, cursor)?;
+    fail::fail_point!("join-after-install", |_| Err(Error::Sync(
+        "failpoint: the join was cut off after the install".into()
+    )));
+    ensure_personal_space(home, &client).await?;
     // A device that joined from a snapshot leaves the practice to its first round (which
     // loads the document and announces the device).
     let spaces: &[SpaceKind] = if from_snapshot {
@@ -325,7 +334,31 @@ pub async fn join_with_progress(
         &[SpaceKind::Practice, SpaceKind::Personal]
     };
     round_spaces(home, &client, spaces, Trigger::Full, &|_, _| {}).await?;
-    Ok(identity)
+    home.identity()?
+        .ok_or_else(|| Error::Conflict("the join left this home without an identity".into()))
+}
+
+/// Registers this clinician's personal space on the relay and creates its first key, if
+/// that has not happened yet (a new clinician's join does it last; a join cut off just
+/// before leaves it to a later join or round). The relay admits a repeated registration
+/// by the device that made it, so a lost answer is harmless.
+async fn ensure_personal_space(home: &Home, client: &RelayClient) -> Result<()> {
+    if home.current_space_key(SpaceKind::Personal)?.is_some()
+        || home.current_space_key(SpaceKind::Practice)?.is_none()
+    {
+        return Ok(());
+    }
+    let Ok(space) = space_of(home, SpaceKind::Personal) else {
+        return Ok(());
+    };
+    client
+        .request(&Request::CreateSpace {
+            space,
+            x25519: home.box_key()?.public(),
+        })
+        .await
+        .map_err(sync_error)?;
+    home.add_space_key(SpaceKind::Personal, &SpaceKey::generate(1))
 }
 
 /// What a joining device fetched of a space.
@@ -462,6 +495,12 @@ pub async fn round_for(
     trigger: Trigger,
     progress: &(dyn Fn(u32, u32) + Sync),
 ) -> Result<SyncReport> {
+    if trigger == Trigger::Full {
+        // Not fatal: the practice syncs either way, and a later round tries again.
+        if let Err(e) = ensure_personal_space(home, client).await {
+            tracing::warn!(error = %e, "the personal space could not be registered on the relay");
+        }
+    }
     round_spaces(
         home,
         client,

@@ -1,0 +1,105 @@
+//! A join cut off after the practice was installed (connection lost, app killed) is
+//! finished later: by joining again with the same invite, or by the next sync round.
+//! Its own test binary: the fail point that cuts the join off is process-wide.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use rapport_core::model::NewPartner;
+use rapport_core::sync::client;
+use rapport_core::vocab::PartnerKind;
+use rapport_core::{Home, SpaceKind};
+use rapport_tests::relay::relay;
+use rapport_wire::frames::Role;
+
+const CUT: &str = "join-after-install";
+
+fn members(home: &Home) -> Vec<String> {
+    let mut names: Vec<String> = home
+        .members()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.display_name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_cut_off_after_its_install_is_finished_by_joining_again_or_by_syncing() {
+    let scenario = fail::FailScenario::setup();
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let owner = Home::open(dirs[0].path()).unwrap();
+    owner.create_practice("Practice", "Owner").unwrap();
+    owner
+        .add_partner(NewPartner {
+            kind: Some(PartnerKind::Physician),
+            name: "Dr. Okafor".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    client::connect_practice(&owner, &(relay.setup_code)())
+        .await
+        .unwrap();
+
+    let b = Home::open(dirs[1].path()).unwrap();
+    let c = Home::open(dirs[2].path()).unwrap();
+    let invite_b = client::create_invite(&owner, Role::Member, 3600)
+        .await
+        .unwrap();
+    let invite_c = client::create_invite(&owner, Role::Member, 3600)
+        .await
+        .unwrap();
+    fail::cfg(CUT, "return").unwrap();
+    for (joiner, invite, name) in [(&b, &invite_b, "B"), (&c, &invite_c, "C")] {
+        let cut = client::join(joiner, invite, name).await.unwrap_err();
+        assert!(cut.to_string().contains("cut off"), "{cut}");
+        // The state such a cut leaves: the practice installed, the personal space not
+        // registered on the relay and without a key.
+        assert!(joiner.identity().unwrap().is_some());
+        assert!(
+            joiner
+                .current_space_key(SpaceKind::Practice)
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            joiner
+                .current_space_key(SpaceKind::Personal)
+                .unwrap()
+                .is_none()
+        );
+    }
+    fail::remove(CUT);
+
+    // B joins again with the same invite; C just syncs.
+    let identity = client::join(&b, &invite_b, "B").await.unwrap();
+    assert_eq!(identity, b.identity().unwrap().unwrap());
+    client::sync_now(&c).await.unwrap();
+    for joiner in [&b, &c] {
+        assert!(
+            joiner
+                .current_space_key(SpaceKind::Personal)
+                .unwrap()
+                .is_some(),
+            "the personal space is registered and keyed"
+        );
+        client::sync_now(joiner).await.unwrap();
+    }
+    client::sync_now(&owner).await.unwrap();
+    for home in [&owner, &b, &c] {
+        assert_eq!(members(home), ["B", "C", "Owner"]);
+        assert_eq!(home.partners(&Default::default()).unwrap().len(), 1);
+    }
+
+    // Their personal spaces sync: a note written on B reaches the relay (a second push
+    // has nothing left to send).
+    let partner = b.partners(&Default::default()).unwrap().remove(0);
+    b.add_note(&partner.id, "prefers email").unwrap();
+    assert!(client::sync_now(&b).await.unwrap().pushed > 0);
+    assert_eq!(client::sync_now(&b).await.unwrap().pushed, 0);
+
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+    scenario.teardown();
+}
