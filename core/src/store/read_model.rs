@@ -165,7 +165,7 @@ fn put_stream(conn: &Connection, s: &Stream) -> Result<()> {
 
 fn put_touchpoint(conn: &Connection, t: &Touchpoint) -> Result<()> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO touchpoints (id, partner_id, member_id, kind, at, outcome, archived, data)
+        "INSERT OR REPLACE INTO touchpoints (id, partner_id, member_id, kind, at, outcome, archived, note)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
@@ -176,7 +176,7 @@ fn put_touchpoint(conn: &Connection, t: &Touchpoint) -> Result<()> {
         t.at.to_string(),
         t.outcome.map(|o| o.code()),
         t.archived,
-        json(t)?
+        t.note
     ])?;
     Ok(())
 }
@@ -185,7 +185,7 @@ fn put_touchpoint(conn: &Connection, t: &Touchpoint) -> Result<()> {
 fn put_referral(conn: &Connection, r: &Referral) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO referrals
-         (id, partner_id, member_id, direction, at, status, outcome, age_band, payer_category, modality, data)
+         (id, partner_id, member_id, direction, at, status, outcome, age_band, payer_category, modality, concerns)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
@@ -199,7 +199,7 @@ fn put_referral(conn: &Connection, r: &Referral) -> Result<()> {
         r.age_band.map(|a| a.code()),
         r.payer_category.map(|p| p.code()),
         r.modality,
-        json(r)?
+        json(&r.concerns)?
     ])?;
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO referral_concerns (concern, referral_id) VALUES (?1, ?2)",
@@ -212,8 +212,9 @@ fn put_referral(conn: &Connection, r: &Referral) -> Result<()> {
 
 fn put_followup(conn: &Connection, f: &Followup) -> Result<()> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO followups (id, partner_id, member_id, due, status, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR REPLACE INTO followups
+         (id, partner_id, member_id, due, status, done_at, cadence_days, reason, snoozed, auto, attempt)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         f.id,
@@ -221,7 +222,12 @@ fn put_followup(conn: &Connection, f: &Followup) -> Result<()> {
         f.member_id,
         f.due.to_string(),
         f.status.code(),
-        json(f)?
+        f.done_at.map(|d| d.to_string()),
+        f.cadence_days,
+        f.reason,
+        f.snoozed,
+        f.auto,
+        f.attempt
     ])?;
     Ok(())
 }
@@ -558,18 +564,18 @@ pub fn install(
         };
         bulk(
             &records.touchpoints,
-            "INSERT INTO touchpoints (id, partner_id, member_id, kind, at, outcome, archived, data)
+            "INSERT INTO touchpoints (id, partner_id, member_id, kind, at, outcome, archived, note)
              SELECT value->>'id', value->>'partner_id', value->>'member_id', value->>'kind',
-                    value->>'at', value->>'outcome', value->>'archived', json(value)
+                    value->>'at', value->>'outcome', value->>'archived', value->>'note'
              FROM jsonb_each(?1)",
         )?;
         bulk(
             &records.referrals,
             "INSERT INTO referrals
-             (id, partner_id, member_id, direction, at, status, outcome, age_band, payer_category, modality, data)
+             (id, partner_id, member_id, direction, at, status, outcome, age_band, payer_category, modality, concerns)
              SELECT value->>'id', value->>'partner_id', value->>'member_id', value->>'direction',
                     value->>'at', value->>'status', value->>'outcome', value->>'age_band',
-                    value->>'payer_category', value->>'modality', json(value)
+                    value->>'payer_category', value->>'modality', json(value->'concerns')
              FROM jsonb_each(?1)",
         )?;
         bulk(
@@ -580,9 +586,11 @@ pub fn install(
         )?;
         bulk(
             &records.followups,
-            "INSERT INTO followups (id, partner_id, member_id, due, status, data)
+            "INSERT INTO followups
+             (id, partner_id, member_id, due, status, done_at, cadence_days, reason, snoozed, auto, attempt)
              SELECT value->>'id', value->>'partner_id', value->>'member_id', value->>'due',
-                    value->>'status', json(value)
+                    value->>'status', value->>'done_at', value->>'cadence_days', value->>'reason',
+                    value->>'snoozed', value->>'auto', value->>'attempt'
              FROM jsonb_each(?1)",
         )?;
         each(&records.notes, |n: &Note, data| put_note(conn, n, data))
