@@ -283,15 +283,25 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{code}");
         }
         Command::Join { code, member } => {
-            let identity = runtime()?.block_on(client::join_with_progress(
+            let had_practice = home.identity()?.is_some();
+            let joined = runtime()?.block_on(client::join_with_progress(
                 &home,
                 &code,
                 &member,
                 &|done, total| {
                     eprint!("\rbootstrapping {done}/{total}");
                 },
-            ))?;
+            ));
             eprintln!();
+            let identity = match joined {
+                Ok(identity) => identity,
+                // Cut off after the practice was installed: the same command finishes it.
+                Err(e) if !had_practice && home.identity().ok().flatten().is_some() => bail!(
+                    "{e}\nThe practice is on this device already: run the same `rapport join` \
+                     again (or `rapport sync`) to finish joining."
+                ),
+                Err(e) => return Err(e.into()),
+            };
             println!("Joined {:?}.", identity.practice_name);
             // Tell the practice about this clinician now rather than at the next sync.
             eprintln!("announcing you to the practice ...");
