@@ -1,6 +1,8 @@
-//! A join cut off after the practice was installed (connection lost, app killed) is
-//! finished later: by joining again with the same invite, or by the next sync round.
-//! Its own test binary: the fail point that cuts the join off is process-wide.
+//! Flows cut off half-way (connection lost, app killed) are finished later: a join cut
+//! off after the practice was installed, by joining again with the same invite or by the
+//! next sync round; connecting a practice cut off after the relay registered it, by the
+//! next sync round. Its own test binary: fail points are process-wide (each test holds
+//! `FailScenario`, which runs them one at a time).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -98,6 +100,71 @@ async fn a_join_cut_off_after_its_install_is_finished_by_joining_again_or_by_syn
     b.add_note(&partner.id, "prefers email").unwrap();
     assert!(client::sync_now(&b).await.unwrap().pushed > 0);
     assert_eq!(client::sync_now(&b).await.unwrap().pushed, 0);
+
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+    scenario.teardown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_a_practice_cut_off_after_registering_is_finished_by_syncing() {
+    const CONNECT_CUT: &str = "connect-after-register";
+    let scenario = fail::FailScenario::setup();
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let owner = Home::open(dirs[0].path()).unwrap();
+    owner.create_practice("Practice", "Owner").unwrap();
+    let partner = owner
+        .add_partner(NewPartner {
+            kind: Some(PartnerKind::School),
+            name: "Lincoln Middle School".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let setup_code = (relay.setup_code)();
+    fail::cfg(CONNECT_CUT, "return").unwrap();
+    let cut = client::connect_practice(&owner, &setup_code)
+        .await
+        .unwrap_err();
+    assert!(cut.to_string().contains("cut off"), "{cut}");
+    fail::remove(CONNECT_CUT);
+    // The setup code is spent, but the practice already syncs: connecting again says so,
+    // and a round registers the personal space.
+    assert!(owner.relay().unwrap().is_some());
+    assert!(
+        owner
+            .current_space_key(SpaceKind::Personal)
+            .unwrap()
+            .is_none()
+    );
+    let again = client::connect_practice(&owner, &setup_code)
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("sync to finish"), "{again}");
+    client::sync_now(&owner).await.unwrap();
+    assert!(
+        owner
+            .current_space_key(SpaceKind::Personal)
+            .unwrap()
+            .is_some()
+    );
+
+    let colleague = Home::open(dirs[1].path()).unwrap();
+    let invite = client::create_invite(&owner, Role::Member, 3600)
+        .await
+        .unwrap();
+    client::join(&colleague, &invite, "Colleague")
+        .await
+        .unwrap();
+    assert_eq!(
+        colleague.partner(&partner.id).unwrap().name,
+        "Lincoln Middle School"
+    );
+    owner
+        .add_note(&partner.id, "ask about the spring fair")
+        .unwrap();
+    assert!(client::sync_now(&owner).await.unwrap().pushed > 0);
+    assert_eq!(client::sync_now(&owner).await.unwrap().pushed, 0);
 
     let _ = relay.stop.send(());
     relay.task.await.unwrap();

@@ -117,7 +117,7 @@ pub async fn connect_practice(home: &Home, setup_code: &str) -> Result<SyncRepor
         SetupCode::decode(setup_code).map_err(|e| Error::invalid("setup code", e.to_string()))?;
     if home.relay()?.is_some() {
         return Err(Error::Conflict(
-            "this practice is already connected to a relay".into(),
+            "this practice is already connected to a relay (if connecting was cut off, sync to finish it)".into(),
         ));
     }
     let client = connect(home, &code.addr, code.fingerprint).await?;
@@ -130,20 +130,18 @@ pub async fn connect_practice(home: &Home, setup_code: &str) -> Result<SyncRepor
         })
         .await
         .map_err(sync_error)?;
-    client
-        .request(&Request::CreateSpace {
-            space: space_of(home, SpaceKind::Personal)?,
-            x25519,
-        })
-        .await
-        .map_err(sync_error)?;
-    for kind in [SpaceKind::Practice, SpaceKind::Personal] {
-        home.add_space_key(kind, &SpaceKey::generate(1))?;
-    }
+    // The setup code is spent now: keep what makes the practice sync before anything else
+    // goes over the network. The personal space comes after; if the connection is lost
+    // before it, the next full round registers it.
+    home.add_space_key(SpaceKind::Practice, &SpaceKey::generate(1))?;
     home.set_relay(&RelayInfo {
         addr: code.addr,
         fingerprint: code.fingerprint,
     })?;
+    fail::fail_point!("connect-after-register", |_| Err(Error::Sync(
+        "failpoint: connecting was cut off after the practice was registered".into()
+    )));
+    ensure_personal_space(home, &client).await?;
     round(home, &client).await
 }
 
@@ -339,9 +337,10 @@ pub async fn join_with_progress(
 }
 
 /// Registers this clinician's personal space on the relay and creates its first key, if
-/// that has not happened yet (a new clinician's join does it last; a join cut off just
-/// before leaves it to a later join or round). The relay admits a repeated registration
-/// by the device that made it, so a lost answer is harmless.
+/// that has not happened yet (connecting a practice and a new clinician's join do it
+/// last; if they are cut off just before, a later join or full round does it). The relay
+/// admits a repeated registration by the device that made it, so a lost answer is
+/// harmless.
 async fn ensure_personal_space(home: &Home, client: &RelayClient) -> Result<()> {
     if home.current_space_key(SpaceKind::Personal)?.is_some()
         || home.current_space_key(SpaceKind::Practice)?.is_none()
