@@ -630,6 +630,20 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                     ));
                 }
                 Some(Some(_)) => {
+                    // The device that used it, registering the same space again (its
+                    // first answer was lost): already done.
+                    let again: i64 = c.query_row(
+                        "SELECT count(*) FROM setup_codes sc
+                         JOIN spaces s ON s.id = ?2 AND s.created_by = sc.used_by
+                         JOIN memberships m ON m.space = s.id AND m.device = sc.used_by
+                              AND m.removed_at IS NULL
+                         WHERE sc.token_hash = ?1 AND sc.used_by = ?3",
+                        params![token_hash, &space.0[..], &device.0[..]],
+                        |r| r.get(0),
+                    )?;
+                    if again > 0 {
+                        return Ok(Written::Admitted(Role::Owner));
+                    }
                     return Err(Refusal::new(
                         ErrorCode::AlreadyUsed,
                         "this setup code was already used; ask the relay's admin for a new one",

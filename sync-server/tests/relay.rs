@@ -158,15 +158,35 @@ async fn setup_codes_and_invites_are_single_use_and_checked() {
     let token = relay.setup_token();
     let owner = device(&relay).await;
     let space = SpaceId::random();
-    owner
-        .client
-        .request(&Request::Register {
-            setup_token: token.clone(),
-            space,
-            x25519: [0; 32],
-        })
-        .await
-        .unwrap();
+    for _ in 0..2 {
+        // The second time stands for a retry after a lost answer: admitted again.
+        assert_eq!(
+            owner
+                .client
+                .request(&Request::Register {
+                    setup_token: token.clone(),
+                    space,
+                    x25519: [0; 32],
+                })
+                .await
+                .unwrap(),
+            Response::Admitted { role: Role::Owner }
+        );
+    }
+    assert_eq!(
+        code(
+            owner
+                .client
+                .request(&Request::Register {
+                    setup_token: token.clone(),
+                    space: SpaceId::random(),
+                    x25519: [0; 32]
+                })
+                .await
+        ),
+        ErrorCode::AlreadyUsed,
+        "a used code registers no second practice, even for its device"
+    );
     let again = device(&relay).await;
     assert_eq!(
         code(
