@@ -179,11 +179,18 @@ async fn story() -> Result<()> {
     for warning in &streams.warnings {
         println!("  warning: {}", warning.message());
     }
-    println!("\nFollow-ups due in the next 7 days:");
+    println!("\nFollow-ups overdue or due in the next 7 days:");
     for due in cara.due_followups(today, 7)? {
+        let when = match due.days_overdue {
+            0 => "due today".to_string(),
+            1 => "1 day overdue".to_string(),
+            -1 => "due tomorrow".to_string(),
+            d if d > 0 => format!("{d} days overdue"),
+            d => format!("due in {} days", -d),
+        };
         println!(
-            "  {}  {:<22} {}",
-            due.followup.due, due.partner_name, due.followup.reason
+            "  {}  {:<16}  {:<22} {}",
+            due.followup.due, when, due.partner_name, due.followup.reason
         );
     }
     let stats = store.stats().map_err(|r| anyhow::anyhow!(r.message))?;
