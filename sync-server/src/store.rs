@@ -581,6 +581,18 @@ fn admit(
     Ok(())
 }
 
+/// Whether `device` created `space` and is still a member of it: a repeated registration
+/// of that space by that device is then already done.
+fn still_owns(c: &Connection, space: SpaceId, device: DeviceId) -> Outcome<bool> {
+    let count: i64 = c.query_row(
+        "SELECT count(*) FROM spaces s JOIN memberships m ON m.space = s.id
+         WHERE s.id = ?1 AND s.created_by = ?2 AND m.device = ?2 AND m.removed_at IS NULL",
+        [&space.0[..], &device.0[..]],
+        |r| r.get(0),
+    )?;
+    Ok(count > 0)
+}
+
 fn new_space(c: &Connection, space: SpaceId, device: DeviceId, now: i64) -> Outcome<()> {
     let exists: bool = c.query_row(
         "SELECT count(*) FROM spaces WHERE id = ?1",
@@ -615,11 +627,11 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
             device,
             x25519,
         } => {
-            let used: Option<Option<i64>> = c
+            let used: Option<(Option<i64>, Option<Vec<u8>>)> = c
                 .query_row(
-                    "SELECT used_at FROM setup_codes WHERE token_hash = ?1",
+                    "SELECT used_at, used_by FROM setup_codes WHERE token_hash = ?1",
                     [token_hash],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
             match used {
@@ -629,19 +641,11 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                         "this setup code is not known to this relay",
                     ));
                 }
-                Some(Some(_)) => {
+                Some((Some(_), used_by)) => {
                     // The device that used it, registering the same space again (its
                     // first answer was lost): already done.
-                    let again: i64 = c.query_row(
-                        "SELECT count(*) FROM setup_codes sc
-                         JOIN spaces s ON s.id = ?2 AND s.created_by = sc.used_by
-                         JOIN memberships m ON m.space = s.id AND m.device = sc.used_by
-                              AND m.removed_at IS NULL
-                         WHERE sc.token_hash = ?1 AND sc.used_by = ?3",
-                        params![token_hash, &space.0[..], &device.0[..]],
-                        |r| r.get(0),
-                    )?;
-                    if again > 0 {
+                    if used_by.as_deref() == Some(&device.0[..]) && still_owns(c, *space, *device)?
+                    {
                         return Ok(Written::Admitted(Role::Owner));
                     }
                     return Err(Refusal::new(
@@ -649,7 +653,7 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                         "this setup code was already used; ask the relay's admin for a new one",
                     ));
                 }
-                Some(None) => {}
+                Some((None, _)) => {}
             }
             new_space(c, *space, *device, now)?;
             c.execute(
@@ -666,13 +670,7 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
         } => {
             // The same device registering the same space again (its first answer was
             // lost, or its join was cut off before it kept the key): already done.
-            let again: i64 = c.query_row(
-                "SELECT count(*) FROM spaces s JOIN memberships m ON m.space = s.id
-                 WHERE s.id = ?1 AND s.created_by = ?2 AND m.device = ?2 AND m.removed_at IS NULL",
-                [&space.0[..], &device.0[..]],
-                |r| r.get(0),
-            )?;
-            if again > 0 {
+            if still_owns(c, *space, *device)? {
                 return Ok(Written::Admitted(Role::Owner));
             }
             let admitted: i64 = c.query_row(
