@@ -24,7 +24,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use doc::SpaceKind;
 pub use error::{Error, RapportError, Result};
 pub use events::{ChangeEvent, ChangeListener, ChangedEntity, Origin, Subscription};
-pub use home::{Batch, Home, HomeOptions, MergeOutcome, RelayInfo, SyncPosition};
+pub use home::{Batch, Home, HomeOptions, JoinedVia, MergeOutcome, RelayInfo, SyncPosition};
 pub use validate::Day;
 
 #[cfg(feature = "uniffi")]

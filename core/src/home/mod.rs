@@ -30,7 +30,7 @@ use crate::store::{self, chunks, queries, read_model};
 use crate::validate::Day;
 
 pub use batch::Batch;
-pub use sync_state::{RelayInfo, SyncPosition};
+pub use sync_state::{JoinedVia, RelayInfo, SyncPosition};
 pub use write::MergeOutcome;
 
 /// How to open a home.

@@ -12,6 +12,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use super::batch::add_member;
+use super::sync_state::{JoinedVia, write_acked_heads, write_join};
 use super::write::{
     add_device_to_member, device_id, ensure_no_practice, new_personal_space, personal_space_of,
 };
@@ -75,23 +76,26 @@ impl Home {
         })
     }
 
-    /// Joins a practice from a relay snapshot as a new member. With the snapshot's
-    /// records, the read model is installed as it is and the document is not loaded (the
-    /// member's entry is written at its first load); without them, this is
-    /// [`Home::join_practice`].
+    /// Joins a practice from a relay snapshot as a new member, keeping `via` with it. With
+    /// the snapshot's records, the read model is installed as it is and the document is
+    /// not loaded (the member's entry is written at its first load); without them, this
+    /// is [`Home::join_practice`] then [`Home::record_join`].
     pub fn join_practice_from_snapshot(
         &self,
         practice_id: &str,
         snapshot: &SpaceSnapshot,
         member_name: &str,
+        via: &JoinedVia<'_>,
     ) -> Result<Identity> {
         let Some(records) = snapshot.records()? else {
-            return self.join_practice(practice_id, &snapshot.document, member_name);
+            let identity = self.join_practice(practice_id, &snapshot.document, member_name)?;
+            self.record_join(via)?;
+            return Ok(identity);
         };
         let member_name = validate::name("member name", member_name)?;
         let practice_id = validate::id("practice id", practice_id)?;
         let now_ms = self.clock.now_ms();
-        self.install_from_snapshot(snapshot, &records, |device_id| {
+        self.install_from_snapshot(snapshot, &records, via, |device_id| {
             let ids = Ids {
                 member_id: doc::new_id(),
                 practice_id,
@@ -110,25 +114,29 @@ impl Home {
         })
     }
 
-    /// [`Home::add_device`] from a relay snapshot of the practice: this device joins an
-    /// existing clinician (their personal space comes whole, it is small) without loading
-    /// the practice document; adding it to the member's devices waits for the first load.
+    /// [`Home::add_device`] from a relay snapshot of the practice, keeping `via` with it:
+    /// this device joins an existing clinician (their personal space comes whole, it is
+    /// small) without loading the practice document; adding it to the member's devices
+    /// waits for the first load.
     pub fn add_device_from_snapshot(
         &self,
         practice_id: &str,
         snapshot: &SpaceSnapshot,
         member_id: &str,
-        personal_id: &str,
-        personal_document: &[u8],
+        personal: (&str, &[u8]),
+        via: &JoinedVia<'_>,
     ) -> Result<Identity> {
+        let (personal_id, personal_document) = personal;
         let Some(records) = snapshot.records()? else {
-            return self.add_device(
+            let identity = self.add_device(
                 practice_id,
                 &snapshot.document,
                 member_id,
                 personal_id,
                 personal_document,
-            );
+            )?;
+            self.record_join(via)?;
+            return Ok(identity);
         };
         let practice_id = validate::id("practice id", practice_id)?;
         let personal_id = validate::id("personal space id", personal_id)?;
@@ -141,7 +149,7 @@ impl Home {
         }
         let personal = personal_space_of(personal_document, &member_id)?;
         let now_ms = self.clock.now_ms();
-        let identity = self.install_from_snapshot(snapshot, &records, |device_id| {
+        let identity = self.install_from_snapshot(snapshot, &records, via, |device_id| {
             let ids = Ids {
                 member_id: member_id.clone(),
                 practice_id,
@@ -163,12 +171,13 @@ impl Home {
         Ok(identity)
     }
 
-    /// Installs a practice from a snapshot with its records, plus a personal space and a
-    /// pending join, in one transaction; the practice document stays unloaded.
+    /// Installs a practice from a snapshot with its records, plus a personal space, a
+    /// pending join and `via`, in one transaction; the practice document stays unloaded.
     fn install_from_snapshot(
         &self,
         snapshot: &SpaceSnapshot,
         records: &read_model::Records,
+        via: &JoinedVia<'_>,
         make: impl FnOnce(&str) -> Result<(Ids, PendingJoin, Automerge)>,
     ) -> Result<Identity> {
         if snapshot.schema > SCHEMA_VERSION {
@@ -178,6 +187,7 @@ impl Home {
                 supported: SCHEMA_VERSION,
             });
         }
+        let now_ms = self.clock.now_ms();
         let mut writer = self.lock_writer();
         ensure_no_practice(&writer)?;
         let (ids, pending, personal) = make(&device_id(&writer.conn)?)?;
@@ -213,6 +223,9 @@ impl Home {
             &snapshot.heads,
             read_model::MODEL_VERSION,
         )?;
+        // What the snapshot holds is on the relay already.
+        write_acked_heads(&tx, &ids.practice_id, &snapshot.heads)?;
+        write_join(&tx, &ids.practice_id, via, now_ms)?;
         chunks::create_space(
             &tx,
             &ids.personal_id,
@@ -228,6 +241,9 @@ impl Home {
             &personal_heads,
             read_model::MODEL_VERSION,
         )?;
+        // The planner's statistics for the tables that just filled (their pages are
+        // still in the cache; one commit for all of it).
+        tx.execute_batch("ANALYZE")?;
         tx.commit()?;
         writer.ids = Some(ids.clone());
         writer.spaces.insert(
@@ -239,11 +255,7 @@ impl Home {
                 doc: Some(personal),
             },
         );
-        // The planner's statistics for the tables that just filled.
-        writer.conn.execute_batch("ANALYZE")?;
         drop(writer);
-        // What the snapshot holds is on the relay already.
-        self.set_acked_heads(SpaceKind::Practice, &snapshot.heads)?;
         self.identity()?.ok_or(Error::NoPractice)
     }
 

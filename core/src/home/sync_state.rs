@@ -20,6 +20,19 @@ pub struct RelayInfo {
     pub fingerprint: [u8; 32],
 }
 
+/// What a device that joined a practice keeps about syncing it: the relay it came
+/// through, the practice's key, and the log position it fetched up to (none when a join
+/// cut off earlier is being finished without fetching again).
+#[derive(Debug, Clone, Copy)]
+pub struct JoinedVia<'a> {
+    /// The relay named by the invite.
+    pub relay: &'a RelayInfo,
+    /// The practice's key from the invite.
+    pub key: &'a SpaceKey,
+    /// The seq the fetched snapshot and log cover.
+    pub cursor: Option<u64>,
+}
+
 /// Where a space stands with the relay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncPosition {
@@ -84,22 +97,26 @@ impl Home {
 
     /// Records the relay.
     pub fn set_relay(&self, relay: &RelayInfo) -> Result<()> {
-        let writer = self.lock_writer();
-        writer.conn.execute(
-            "INSERT OR REPLACE INTO relay (id, addr, fingerprint) VALUES (1, ?1, ?2)",
-            params![relay.addr, &relay.fingerprint[..]],
-        )?;
-        Ok(())
+        write_relay(&self.lock_writer().conn, relay)
     }
 
     /// Stores a space key.
     pub fn add_space_key(&self, kind: SpaceKind, key: &SpaceKey) -> Result<()> {
         let space = self.space_id(kind)?;
+        write_space_key(&self.lock_writer().conn, &space, key)
+    }
+
+    /// Keeps, in one transaction, what a device that joined the practice needs to sync it.
+    pub fn record_join(&self, via: &JoinedVia<'_>) -> Result<()> {
+        let space = self.space_id(SpaceKind::Practice)?;
+        let now_ms = self.clock.now_ms();
         let writer = self.lock_writer();
-        writer.conn.execute(
-            "INSERT OR REPLACE INTO space_keys (space_id, epoch, key) VALUES (?1, ?2, ?3)",
-            params![space, key.epoch, &key.bytes()[..]],
+        let tx = rusqlite::Transaction::new_unchecked(
+            &writer.conn,
+            rusqlite::TransactionBehavior::Immediate,
         )?;
+        write_join(&tx, &space, via, now_ms)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -184,13 +201,53 @@ impl Home {
     /// Records heads the relay acknowledged.
     pub fn set_acked_heads(&self, kind: SpaceKind, heads: &[automerge::ChangeHash]) -> Result<()> {
         let space = self.space_id(kind)?;
-        self.lock_writer().conn.execute(
-            "INSERT INTO sync_state (space_id, acked_heads) VALUES (?1, ?2)
-             ON CONFLICT (space_id) DO UPDATE SET acked_heads = excluded.acked_heads",
-            params![space, chunks::encode_heads(heads)],
-        )?;
-        Ok(())
+        write_acked_heads(&self.lock_writer().conn, &space, heads)
     }
+}
+
+fn write_relay(conn: &rusqlite::Connection, relay: &RelayInfo) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO relay (id, addr, fingerprint) VALUES (1, ?1, ?2)",
+        params![relay.addr, &relay.fingerprint[..]],
+    )?;
+    Ok(())
+}
+
+fn write_space_key(conn: &rusqlite::Connection, space_id: &str, key: &SpaceKey) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO space_keys (space_id, epoch, key) VALUES (?1, ?2, ?3)",
+        params![space_id, key.epoch, &key.bytes()[..]],
+    )?;
+    Ok(())
+}
+
+/// Writes [`JoinedVia`] for the practice space `space_id`, in the caller's transaction.
+pub(super) fn write_join(
+    conn: &rusqlite::Connection,
+    space_id: &str,
+    via: &JoinedVia<'_>,
+    now_ms: i64,
+) -> Result<()> {
+    write_space_key(conn, space_id, via.key)?;
+    write_relay(conn, via.relay)?;
+    if let Some(cursor) = via.cursor {
+        write_cursor(conn, space_id, cursor, now_ms)?;
+    }
+    Ok(())
+}
+
+/// Records the heads the relay holds for a space.
+pub(super) fn write_acked_heads(
+    conn: &rusqlite::Connection,
+    space_id: &str,
+    heads: &[automerge::ChangeHash],
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO sync_state (space_id, acked_heads) VALUES (?1, ?2)
+         ON CONFLICT (space_id) DO UPDATE SET acked_heads = excluded.acked_heads",
+        params![space_id, chunks::encode_heads(heads)],
+    )?;
+    Ok(())
 }
 
 /// Moves a space's relay cursor forward (never back) and stamps the sync time.

@@ -744,10 +744,34 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
 
     let b = open(db.path());
     let practice_id = a.identity().unwrap().unwrap().practice_id;
+    let relay = RelayInfo {
+        addr: "127.0.0.1:4433".into(),
+        fingerprint: [9; 32],
+    };
+    let key = crate::sync::crypto::SpaceKey::generate(3);
+    let via = JoinedVia {
+        relay: &relay,
+        key: &key,
+        cursor: Some(41),
+    };
     let ben = b
-        .join_practice_from_snapshot(&practice_id, &snapshot, "Ben Ode")
+        .join_practice_from_snapshot(&practice_id, &snapshot, "Ben Ode", &via)
         .unwrap();
     assert!(!b.is_document_loaded(SpaceKind::Practice));
+    assert_eq!(b.relay().unwrap(), Some(relay), "the relay is kept");
+    assert_eq!(
+        b.current_space_key(SpaceKind::Practice)
+            .unwrap()
+            .map(|k| (k.epoch, k.bytes().to_vec())),
+        Some((3, key.bytes().to_vec())),
+        "the practice key is kept"
+    );
+    let position = b.sync_position(SpaceKind::Practice).unwrap();
+    assert_eq!(position.cursor, 41, "the log position is kept");
+    assert_eq!(
+        position.acked_heads, snapshot.heads,
+        "what the snapshot holds is known to be on the relay"
+    );
     let shared = |h: &Home| -> Vec<String> {
         h.read_model_dump()
             .unwrap()
@@ -759,6 +783,26 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
         shared(&a),
         shared(&b),
         "the installed read model is the projected one"
+    );
+    let indexes = |h: &Home| -> Vec<(String, String)> {
+        let conn = rusqlite::Connection::open(h.path()).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'index' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    };
+    assert_eq!(
+        indexes(&a),
+        indexes(&b),
+        "the install leaves every index as the migrations made it"
     );
     assert_eq!(
         b.search_partners("waitlist", 10).unwrap().len(),

@@ -16,7 +16,7 @@ use super::fragment::{self, Reassembly};
 use super::snapshot::SpaceSnapshot;
 use crate::doc::SpaceKind;
 use crate::error::{Error, Result};
-use crate::home::{Home, RelayInfo};
+use crate::home::{Home, JoinedVia, RelayInfo};
 use crate::model::Identity;
 use crate::store::chunks;
 
@@ -265,6 +265,10 @@ pub async fn join_with_progress(
     // With the read model in the snapshot, the practice is installed as it is and its
     // document stays unloaded: the first sync round loads it, writes this device's entry
     // and brings anything newer than the snapshot.
+    let relay = RelayInfo {
+        addr: invite.addr.clone(),
+        fingerprint: invite.fingerprint,
+    };
     let mut from_snapshot = false;
     if !resuming {
         let fetched = bootstrap(&client, invite.space, &key, true, progress).await?;
@@ -274,7 +278,13 @@ pub async fn join_with_progress(
                 "entries refused while joining"
             );
         }
-        let cursor = fetched.cursor;
+        // What makes the practice sync (relay, key, cursor) is kept with the install,
+        // before anything else goes over the network.
+        let via = JoinedVia {
+            relay: &relay,
+            key: &key,
+            cursor: Some(fetched.cursor),
+        };
         from_snapshot = fetched.snapshot_suffices();
         if let (Some(member), Some(personal), Some(personal_key)) =
             (&invite.member, &invite.personal, &personal_key)
@@ -289,37 +299,46 @@ pub async fn join_with_progress(
                     &practice_id,
                     snapshot,
                     member,
-                    &personal_id,
-                    &personal_fetched.document_bytes(),
+                    (&personal_id, &personal_fetched.document_bytes()),
+                    &via,
                 )?,
-                _ => home.add_device(
-                    &practice_id,
-                    &fetched.document_bytes(),
-                    member,
-                    &personal_id,
-                    &personal_fetched.document_bytes(),
-                )?,
+                _ => {
+                    let identity = home.add_device(
+                        &practice_id,
+                        &fetched.document_bytes(),
+                        member,
+                        &personal_id,
+                        &personal_fetched.document_bytes(),
+                    )?;
+                    home.record_join(&via)?;
+                    identity
+                }
             };
             home.add_space_key(SpaceKind::Personal, personal_key)?;
             home.set_sync_cursor(SpaceKind::Personal, personal_cursor)?;
         } else {
             match &fetched.snapshot {
                 Some(snapshot) if from_snapshot => {
-                    home.join_practice_from_snapshot(&practice_id, snapshot, member_name)?
+                    home.join_practice_from_snapshot(&practice_id, snapshot, member_name, &via)?
                 }
-                _ => home.join_practice(&practice_id, &fetched.document_bytes(), member_name)?,
+                _ => {
+                    let identity =
+                        home.join_practice(&practice_id, &fetched.document_bytes(), member_name)?;
+                    home.record_join(&via)?;
+                    identity
+                }
             };
         }
-        home.set_sync_cursor(SpaceKind::Practice, cursor)?;
-    } else if let Some(personal_key) = &personal_key {
-        home.add_space_key(SpaceKind::Personal, personal_key)?;
+    } else {
+        if let Some(personal_key) = &personal_key {
+            home.add_space_key(SpaceKind::Personal, personal_key)?;
+        }
+        home.record_join(&JoinedVia {
+            relay: &relay,
+            key: &key,
+            cursor: None,
+        })?;
     }
-    // What makes the practice sync is kept before anything else goes over the network.
-    home.add_space_key(SpaceKind::Practice, &key)?;
-    home.set_relay(&RelayInfo {
-        addr: invite.addr,
-        fingerprint: invite.fingerprint,
-    })?;
     fail::fail_point!("join-after-install", |_| Err(Error::Sync(
         "failpoint: the join was cut off after the install".into()
     )));
