@@ -663,6 +663,61 @@ fn personal_notes_stay_out_of_the_practice_document() {
     assert!(doc::check_shape(&personal, SpaceKind::Personal).is_ok());
 }
 
+/// A relay and a practice key of `epoch`, as an invite would carry them.
+fn relay_and_key(epoch: u32) -> (RelayInfo, crate::sync::crypto::SpaceKey) {
+    let relay = RelayInfo {
+        addr: "127.0.0.1:4433".into(),
+        fingerprint: [9; 32],
+    };
+    (relay, crate::sync::crypto::SpaceKey::generate(epoch))
+}
+
+#[test]
+fn a_snapshot_with_a_malformed_collection_is_refused_and_leaves_nothing() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = practice(da.path());
+    let mut snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
+    let good = zstd::decode_all(snapshot.records.as_deref().unwrap()).unwrap();
+    let good = String::from_utf8(good).unwrap();
+    let key = "\"touchpoints\":";
+    let start = good.find(key).unwrap() + key.len();
+    let end = start + good[start..].find(']').unwrap() + 1;
+    let json = format!("{}[{{\"id\": oops}}]{}", &good[..start], &good[end..]);
+    let bulk = ["touchpoints", "referrals", "followups"]
+        .iter()
+        .map(|name| {
+            let key = format!("\"{name}\":");
+            let start = json.find(&key).unwrap() + key.len();
+            start..start + json[start..].find(']').unwrap() + 1
+        })
+        .collect();
+    snapshot.records = Some(
+        crate::sync::snapshot::compress_records(&crate::store::read_model::Export {
+            json: json.into_bytes(),
+            bulk,
+        })
+        .unwrap(),
+    );
+    let b = open(db.path());
+    let (relay, key) = relay_and_key(1);
+    let via = JoinedVia {
+        relay: &relay,
+        key: &key,
+        cursor: Some(1),
+    };
+    let practice_id = a.identity().unwrap().unwrap().practice_id;
+    let err = b
+        .join_practice_from_snapshot(&practice_id, &snapshot, "Ben Ode", &via)
+        .unwrap_err();
+    assert!(err.to_string().contains("read model is malformed"), "{err}");
+    assert!(
+        b.identity().unwrap().is_none(),
+        "nothing of the practice is kept"
+    );
+    assert_eq!(b.relay().unwrap(), None);
+    assert_eq!(b.partner_count().unwrap(), 0);
+}
+
 #[test]
 fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -744,11 +799,7 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
 
     let b = open(db.path());
     let practice_id = a.identity().unwrap().unwrap().practice_id;
-    let relay = RelayInfo {
-        addr: "127.0.0.1:4433".into(),
-        fingerprint: [9; 32],
-    };
-    let key = crate::sync::crypto::SpaceKey::generate(3);
+    let (relay, key) = relay_and_key(3);
     let via = JoinedVia {
         relay: &relay,
         key: &key,

@@ -476,16 +476,42 @@ pub struct Records {
     pub partners: Vec<Box<RawValue>>,
     /// Touchpoints.
     #[serde(default)]
-    pub touchpoints: Option<Box<RawValue>>,
+    pub touchpoints: Option<JsonText>,
     /// Referrals.
     #[serde(default)]
-    pub referrals: Option<Box<RawValue>>,
+    pub referrals: Option<JsonText>,
     /// Follow-ups.
     #[serde(default)]
-    pub followups: Option<Box<RawValue>>,
+    pub followups: Option<JsonText>,
     /// Personal notes (personal space only).
     #[serde(default)]
     pub notes: Vec<Box<RawValue>>,
+}
+
+/// A collection's records as the text of one JSON array, handed to SQLite as it is
+/// (SQLite parses it, and refuses it if it is not JSON).
+#[derive(Debug)]
+pub struct JsonText(pub String);
+
+impl<'de> Deserialize<'de> for JsonText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw: &RawValue = Deserialize::deserialize(deserializer)?;
+        Ok(JsonText(raw.get().to_owned()))
+    }
+}
+
+/// The collections [`install`] writes with one statement each, in the order [`export`]
+/// writes them.
+pub const BULK_COLLECTIONS: [&str; 3] = ["touchpoints", "referrals", "followups"];
+
+/// A space's read model as [`export`] writes it: the JSON of [`Records`], and where each
+/// of the [`BULK_COLLECTIONS`] arrays starts and ends in it (a practice's only).
+#[derive(Debug)]
+pub struct Export {
+    /// The JSON text.
+    pub json: Vec<u8>,
+    /// Byte ranges of the bulk collections' arrays, in order.
+    pub bulk: Vec<std::ops::Range<usize>>,
 }
 
 /// The practice row of the read model.
@@ -515,7 +541,7 @@ fn record_tables(kind: SpaceKind) -> &'static [&'static str] {
 /// Writes a space's read model as the JSON of [`Records`]. Each row already stores its
 /// record's JSON, so this copies text and parses nothing. Only the tables of `kind` are
 /// read: a practice export never contains a personal note.
-pub fn export(conn: &Connection, space_id: &str, kind: SpaceKind) -> Result<Vec<u8>> {
+pub fn export(conn: &Connection, space_id: &str, kind: SpaceKind) -> Result<Export> {
     let mut out = format!("{{\"model_version\":{MODEL_VERSION}");
     if kind == SpaceKind::Practice {
         let practice: Option<(String, String)> = conn
@@ -533,8 +559,11 @@ pub fn export(conn: &Connection, space_id: &str, kind: SpaceKind) -> Result<Vec<
             out.push('}');
         }
     }
+    let mut bulk = Vec::new();
     for table in record_tables(kind) {
-        out.push_str(&format!(",\"{table}\":["));
+        out.push_str(&format!(",\"{table}\":"));
+        let start = out.len();
+        out.push('[');
         let mut stmt = conn.prepare(&format!("SELECT data FROM {table}"))?;
         let mut rows = stmt.query([])?;
         let mut first = true;
@@ -546,9 +575,15 @@ pub fn export(conn: &Connection, space_id: &str, kind: SpaceKind) -> Result<Vec<
             out.push_str(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?);
         }
         out.push(']');
+        if BULK_COLLECTIONS.contains(table) {
+            bulk.push(start..out.len());
+        }
     }
     out.push('}');
-    Ok(out.into_bytes())
+    Ok(Export {
+        json: out.into_bytes(),
+        bulk,
+    })
 }
 
 /// The page cache while installing a snapshot's read model, in KiB.
@@ -640,9 +675,17 @@ pub fn install(
         // statement per row. The columns are the codes the records hold, as
         // `put_touchpoint`, `put_referral` and `put_followup` write them; a test compares
         // the installed rows with projected ones.
-        let bulk = |array: &Option<Box<RawValue>>, sql: &str| -> Result<()> {
+        let bulk = |array: &Option<JsonText>, sql: &str| -> Result<()> {
             if let Some(array) = array {
-                conn.execute(sql, [array.get()])?;
+                conn.execute(sql, [&array.0]).map_err(|e| {
+                    if e.to_string().contains("JSON") {
+                        crate::Error::Sync(format!(
+                            "a collection in the snapshot's read model is malformed: {e}"
+                        ))
+                    } else {
+                        e.into()
+                    }
+                })?;
             }
             Ok(())
         };

@@ -7,6 +7,11 @@
 //! lengths) ‖ document (Automerge `save()`) ‖ records (zstd-compressed JSON of
 //! [`read_model::Records`], possibly empty). Bytes without the magic are a bare document,
 //! as older snapshots were.
+//!
+//! The records are compressed as consecutive zstd frames, cut where the large
+//! collections' arrays start and end; any zstd decoder reads them as one text (older
+//! devices do). A reader here decompresses the frames on two threads and hands those
+//! arrays to SQLite as they are, parsing only the rest.
 
 use std::io::Read;
 
@@ -45,9 +50,113 @@ struct Header {
 }
 
 /// Compresses the JSON of a space's records for a snapshot.
-pub fn compress_records(json: &[u8]) -> Result<Vec<u8>> {
-    zstd::bulk::compress(json, LEVEL)
-        .map_err(|e| Error::Sync(format!("compressing the read model for a snapshot: {e}")))
+pub fn compress_records(export: &read_model::Export) -> Result<Vec<u8>> {
+    let json = export.json.as_slice();
+    let mut cuts = vec![0];
+    for range in &export.bulk {
+        cuts.extend([range.start, range.end]);
+    }
+    cuts.push(json.len());
+    let mut out = Vec::new();
+    for pair in cuts.windows(2) {
+        let frame = json.get(pair[0]..pair[1]).ok_or_else(|| {
+            Error::Sync("the read model's sections do not fit its text".to_string())
+        })?;
+        out.extend(
+            zstd::bulk::compress(frame, LEVEL).map_err(|e| {
+                Error::Sync(format!("compressing the read model for a snapshot: {e}"))
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+/// The zstd frames of `compressed`, each with the size it declares; `None` unless every
+/// frame is whole and declares its size, and all of them fit in [`MAX_RECORDS`].
+fn frames(mut compressed: &[u8]) -> Option<Vec<(&[u8], usize)>> {
+    let mut frames = Vec::new();
+    let mut total: u64 = 0;
+    while !compressed.is_empty() {
+        let len = zstd::zstd_safe::find_frame_compressed_size(compressed).ok()?;
+        let size = zstd::zstd_safe::get_frame_content_size(compressed).ok()??;
+        total = total.checked_add(size)?;
+        if len == 0 || len > compressed.len() || total > MAX_RECORDS {
+            return None;
+        }
+        frames.push((&compressed[..len], usize::try_from(size).ok()?));
+        compressed = &compressed[len..];
+    }
+    Some(frames)
+}
+
+/// Decompresses each frame on one of two threads.
+fn decompress_frames(frames: &[(&[u8], usize)]) -> Result<Vec<Vec<u8>>> {
+    let one = |(frame, size): &(&[u8], usize)| -> Result<Vec<u8>> {
+        let out = zstd::bulk::decompress(frame, *size)
+            .map_err(|e| Error::Sync(format!("the snapshot's read model cannot be read: {e}")))?;
+        if out.len() != *size {
+            return Err(Error::Sync(
+                "the snapshot's read model is shorter than it declares".to_string(),
+            ));
+        }
+        Ok(out)
+    };
+    let total: usize = frames.iter().map(|(_, size)| size).sum();
+    // Split where half of the text has been produced.
+    let mut produced = 0;
+    let split = frames
+        .iter()
+        .position(|(_, size)| {
+            produced += size;
+            produced * 2 >= total
+        })
+        .map_or(frames.len(), |i| i + 1);
+    let (first, second) = frames.split_at(split);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| second.iter().map(one).collect::<Result<Vec<_>>>());
+        let mut out = first.iter().map(one).collect::<Result<Vec<_>>>()?;
+        out.extend(
+            other
+                .join()
+                .map_err(|_| Error::Sync("decompressing the snapshot failed".to_string()))??,
+        );
+        Ok(out)
+    })
+}
+
+/// The records from frames cut as [`compress_records`] cuts a practice's: the text
+/// around the bulk arrays is parsed, the arrays are kept as text. `None` when the frames
+/// are cut any other way.
+fn records_from_sections(texts: &mut [Vec<u8>]) -> Result<Option<Records>> {
+    let n = read_model::BULK_COLLECTIONS.len();
+    if texts.len() != 2 * n + 1 {
+        return Ok(None);
+    }
+    let mut skeleton = Vec::new();
+    for (i, name) in read_model::BULK_COLLECTIONS.iter().enumerate() {
+        let before = &texts[2 * i];
+        let key = format!("\"{name}\":");
+        let array = &texts[2 * i + 1];
+        if !before.ends_with(key.as_bytes()) || array.first() != Some(&b'[') {
+            return Ok(None);
+        }
+        skeleton.extend_from_slice(before);
+        skeleton.extend_from_slice(b"null");
+    }
+    skeleton.extend_from_slice(&texts[2 * n]);
+    let mut records: Records = serde_json::from_slice(&skeleton)
+        .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?;
+    let mut arrays = Vec::with_capacity(n);
+    for i in 0..n {
+        let text = String::from_utf8(std::mem::take(&mut texts[2 * i + 1]))
+            .map_err(|_| Error::Sync("the snapshot's read model is not UTF-8 text".to_string()))?;
+        arrays.push(Some(read_model::JsonText(text)));
+    }
+    let mut arrays = arrays.into_iter();
+    records.touchpoints = arrays.next().flatten();
+    records.referrals = arrays.next().flatten();
+    records.followups = arrays.next().flatten();
+    Ok(Some(records))
 }
 
 impl SpaceSnapshot {
@@ -132,17 +241,38 @@ impl SpaceSnapshot {
         if self.heads.is_empty() {
             return Ok(None);
         }
-        let mut json = Vec::new();
-        zstd::stream::read::Decoder::new(compressed.as_slice())
-            .and_then(|d| d.take(MAX_RECORDS + 1).read_to_end(&mut json))
-            .map_err(|e| Error::Sync(format!("the snapshot's read model cannot be read: {e}")))?;
-        if json.len() as u64 > MAX_RECORDS {
-            return Err(Error::Sync(format!(
-                "the snapshot's read model is larger than {MAX_RECORDS} bytes"
-            )));
-        }
-        let records: Records = serde_json::from_slice(&json)
-            .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?;
+        let mut sectioned = None;
+        let json = match frames(compressed) {
+            Some(frames) => {
+                let mut texts = decompress_frames(&frames)?;
+                sectioned = records_from_sections(&mut texts)?;
+                if sectioned.is_some() {
+                    Vec::new()
+                } else {
+                    texts.concat()
+                }
+            }
+            // Frames that do not say how large they are: read them as a stream.
+            None => {
+                let mut json = Vec::new();
+                zstd::stream::read::Decoder::new(compressed.as_slice())
+                    .and_then(|d| d.take(MAX_RECORDS + 1).read_to_end(&mut json))
+                    .map_err(|e| {
+                        Error::Sync(format!("the snapshot's read model cannot be read: {e}"))
+                    })?;
+                if json.len() as u64 > MAX_RECORDS {
+                    return Err(Error::Sync(format!(
+                        "the snapshot's read model is larger than {MAX_RECORDS} bytes"
+                    )));
+                }
+                json
+            }
+        };
+        let records = match sectioned {
+            Some(records) => records,
+            None => serde_json::from_slice(&json)
+                .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?,
+        };
         Ok((records.model_version == read_model::MODEL_VERSION).then_some(records))
     }
 }
@@ -151,22 +281,100 @@ impl SpaceSnapshot {
 mod tests {
     use super::*;
 
+    /// An export of `json`, its bulk arrays found by their keys (the samples' arrays
+    /// hold no `]` inside).
+    fn export(json: String) -> read_model::Export {
+        let bulk = read_model::BULK_COLLECTIONS
+            .iter()
+            .filter_map(|name| {
+                let key = format!("\"{name}\":");
+                let start = json.find(&key)? + key.len();
+                let end = start + json[start..].find(']')? + 1;
+                Some(start..end)
+            })
+            .collect();
+        read_model::Export {
+            json: json.into_bytes(),
+            bulk,
+        }
+    }
+
+    fn practice_json() -> String {
+        format!(
+            concat!(
+                "{{\"model_version\":{},\"members\":[],\"partners\":[{{\"id\":\"p\"}}],",
+                "\"touchpoints\":[{{\"id\":\"t1\",\"note\":\"café\"}}],",
+                "\"referrals\":[],\"followups\":[{{\"id\":\"f1\"}},{{\"id\":\"f2\"}}]}}"
+            ),
+            read_model::MODEL_VERSION
+        )
+    }
+
     fn sample() -> SpaceSnapshot {
         SpaceSnapshot {
             document: vec![1, 2, 3],
             heads: vec![ChangeHash([7; 32])],
             schema: 2,
-            records: Some(
-                compress_records(
-                    format!(
-                        "{{\"model_version\":{},\"members\":[]}}",
-                        read_model::MODEL_VERSION
-                    )
-                    .as_bytes(),
-                )
-                .unwrap(),
-            ),
+            records: Some(compress_records(&export(practice_json())).unwrap()),
         }
+    }
+
+    #[test]
+    fn the_frames_read_as_one_text_and_the_bulk_arrays_stay_text() {
+        let json = practice_json();
+        let compressed = compress_records(&export(json.clone())).unwrap();
+        assert_eq!(frames(&compressed).map(|f| f.len()), Some(7));
+        assert_eq!(
+            zstd::decode_all(compressed.as_slice()).unwrap(),
+            json.as_bytes(),
+            "a device that reads the records as one zstd stream gets the same JSON"
+        );
+        let records = sample().records().unwrap().unwrap();
+        assert_eq!(records.partners.len(), 1);
+        assert_eq!(
+            records.touchpoints.map(|t| t.0).as_deref(),
+            Some("[{\"id\":\"t1\",\"note\":\"café\"}]")
+        );
+        assert_eq!(records.referrals.map(|t| t.0).as_deref(), Some("[]"));
+        assert_eq!(
+            records.followups.map(|t| t.0).as_deref(),
+            Some("[{\"id\":\"f1\"},{\"id\":\"f2\"}]")
+        );
+        // Records written as one frame (older devices) read the same.
+        let mut older = sample();
+        older.records = Some(zstd::bulk::compress(json.as_bytes(), LEVEL).unwrap());
+        let records = older.records().unwrap().unwrap();
+        assert_eq!(records.partners.len(), 1);
+        assert_eq!(
+            records.followups.map(|t| t.0).as_deref(),
+            Some("[{\"id\":\"f1\"},{\"id\":\"f2\"}]")
+        );
+    }
+
+    #[test]
+    fn frames_cut_elsewhere_or_lying_about_their_size_are_handled() {
+        let json = practice_json();
+        // Cut in other places: parsed as one text.
+        let mut cut_elsewhere = sample();
+        let mut bytes = Vec::new();
+        for part in json.as_bytes().chunks(17) {
+            bytes.extend(zstd::bulk::compress(part, LEVEL).unwrap());
+        }
+        cut_elsewhere.records = Some(bytes);
+        let records = cut_elsewhere.records().unwrap().unwrap();
+        assert_eq!(records.partners.len(), 1);
+        // A frame declaring more than it holds, or a truncated last frame: errors.
+        let good = compress_records(&export(json)).unwrap();
+        let mut truncated = sample();
+        truncated.records = Some(good[..good.len() - 3].to_vec());
+        assert!(truncated.records().is_err());
+        let mut lying = sample();
+        let mut frame = zstd::bulk::compress(b"{}", LEVEL).unwrap();
+        // Frame header: magic (4), descriptor (1), then the single-byte content size.
+        assert_eq!(frame[4] & 0xC0, 0, "a one-byte content size");
+        frame[5] = 200;
+        lying.records = Some(frame);
+        assert!(lying.records().is_err());
     }
 
     #[test]
@@ -197,7 +405,8 @@ mod tests {
             }
         }
         let mut other_version = sample();
-        other_version.records = Some(compress_records(b"{\"model_version\":-1}").unwrap());
+        other_version.records =
+            Some(compress_records(&export("{\"model_version\":-1}".to_string())).unwrap());
         assert!(other_version.records().unwrap().is_none());
         let mut garbage = sample();
         garbage.records = Some(vec![1, 2, 3, 4]);
