@@ -68,14 +68,15 @@ fn cold_open(dir: &Path) -> Result<()> {
 
 /// A fresh copy of the large practice in a temporary directory. Generating it takes a
 /// couple of minutes, so the generated home is cached under `target/bench/`, keyed by the
-/// generator's and the store's versions.
+/// generator's and the document's versions and the page size new homes get.
 fn large_practice() -> Result<(tempfile::TempDir, Option<f64>)> {
     // The document decides the content; a newer store or read model is upgraded in place
-    // by the first open below.
+    // by the first open below. A file keeps its page size, so a new one means a new home.
     let key = format!(
-        "large-practice-g{}-d{}",
+        "large-practice-g{}-d{}-p{}",
         generator::GENERATOR_VERSION,
-        rapport_core::doc::SCHEMA_VERSION
+        rapport_core::doc::SCHEMA_VERSION,
+        rapport_core::store::PAGE_SIZE
     );
     let cache = bench_dir().join(key);
     let mut generate_s = None;
