@@ -288,6 +288,9 @@ pub fn classify(path: &Path, err: rusqlite::Error) -> Error {
 /// the commits right after an install do not copy it all into the file themselves.
 const WAL_AUTOCHECKPOINT: i64 = 100_000;
 
+/// The size, in bytes, the WAL file is cut back to when it starts over.
+const WAL_SIZE_LIMIT: i64 = 8 * 1024 * 1024;
+
 /// The page size of a new home's file, in bytes. Twice SQLite's default: the read model's
 /// B-trees have half as many pages to split, balance and write, which makes installing a
 /// practice's read model (the bulk of joining it) about 15 % faster. A file keeps the
@@ -330,6 +333,10 @@ pub fn open_writer(path: &Path) -> Result<Connection> {
     // Checkpoints run on the home's checkpointer thread, off the write path; this is
     // only a safety net should that thread fall far behind.
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)?;
+    // Once a checkpoint has copied everything, the next write starts the WAL over and cuts
+    // the file back to this size: a join leaves about 95 MB of WAL that would otherwise
+    // stay on the device for as long as the app runs.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     migrate(path, &conn, STORE_VERSION)?;
     optimize(&conn)?;
     Ok(conn)
@@ -478,6 +485,39 @@ mod tests {
         let reopened = open_writer(&old).unwrap();
         assert_eq!(page_size(&reopened), 4096, "a file keeps its page size");
         assert_eq!(user_version(&reopened).unwrap(), STORE_VERSION);
+    }
+
+    #[test]
+    fn the_wal_shrinks_back_after_a_large_write_once_it_is_checkpointed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rapport.db");
+        let conn = open_writer(&path).unwrap();
+        let wal = || {
+            std::fs::metadata(path.with_extension("db-wal"))
+                .unwrap()
+                .len()
+        };
+        conn.execute_batch("CREATE TABLE big (b BLOB)").unwrap();
+        conn.execute(
+            "INSERT INTO big VALUES (zeroblob(?1))",
+            [3 * WAL_SIZE_LIMIT],
+        )
+        .unwrap();
+        assert!(
+            wal() > 2 * WAL_SIZE_LIMIT as u64,
+            "the large write went to the WAL"
+        );
+        // What the checkpointer thread does, then the next small write.
+        let checkpointer = open_writer(&path).unwrap();
+        checkpointer
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .unwrap();
+        conn.execute("DELETE FROM big", []).unwrap();
+        assert!(
+            wal() <= WAL_SIZE_LIMIT as u64,
+            "the WAL was cut back to {WAL_SIZE_LIMIT} bytes, not {}",
+            wal()
+        );
     }
 
     #[test]
