@@ -17,7 +17,22 @@ use rapport_core::{Home, SpaceKind};
 use rapport_tests::generator::{self, LARGE};
 use serde_json::json;
 
-fn main() -> Result<()> {
+const USAGE: &str =
+    "usage: rapport-bench store|insights|relay|sync [--latency-only|--bootstrap-only]";
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message and its causes, without the backtrace anyhow adds when
+            // RUST_BACKTRACE is set (a usage mistake is not a crash).
+            eprintln!("rapport-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("store") => store(),
@@ -33,7 +48,7 @@ fn main() -> Result<()> {
         Some("cold-open") => cold_open(Path::new(
             args.get(1).context("cold-open needs a home directory")?,
         )),
-        _ => bail!("usage: rapport-bench store|insights|relay|sync"),
+        _ => bail!(USAGE),
     }
 }
 

@@ -30,10 +30,13 @@ fn setup_code(relay: &RelayProcess) -> String {
     .encode()
 }
 
-/// Runs the benchmark.
-/// Runs every sync figure, or with `latency_only` just the edit-to-visible ones (printed,
-/// `sync.json` left alone), for quick iteration on the live path.
+/// Runs every sync figure, or with `--latency-only` just the edit-to-visible ones, or
+/// with `--bootstrap-only` just the join (printed, `sync.json` left alone), for quick
+/// iteration on one path.
 pub fn run(only: Option<&str>) -> Result<()> {
+    if let Some(other) = only.filter(|o| !["--latency-only", "--bootstrap-only"].contains(o)) {
+        anyhow::bail!("unknown option {other}; {}", super::USAGE);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     if only == Some("--bootstrap-only") {
         let b = runtime.block_on(bootstrap())?;
