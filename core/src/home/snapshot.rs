@@ -149,7 +149,7 @@ impl Home {
         }
         let personal = personal_space_of(personal_document, &member_id)?;
         let now_ms = self.clock.now_ms();
-        let identity = self.install_from_snapshot(snapshot, &records, via, |device_id| {
+        self.install_from_snapshot(snapshot, &records, via, |device_id| {
             let ids = Ids {
                 member_id: member_id.clone(),
                 practice_id,
@@ -165,10 +165,7 @@ impl Home {
             };
             let personal = personal.with_actor(doc::actor_for(device_id));
             Ok((ids, pending, personal))
-        })?;
-        let personal_heads = self.heads(SpaceKind::Personal)?;
-        self.set_acked_heads(SpaceKind::Personal, &personal_heads)?;
-        Ok(identity)
+        })
     }
 
     /// Installs a practice from a snapshot with its records, plus a personal space, a
@@ -223,9 +220,6 @@ impl Home {
             &snapshot.heads,
             read_model::MODEL_VERSION,
         )?;
-        // What the snapshot holds is on the relay already.
-        write_acked_heads(&tx, &ids.practice_id, &snapshot.heads)?;
-        write_join(&tx, &ids.practice_id, via, now_ms)?;
         chunks::create_space(
             &tx,
             &ids.personal_id,
@@ -241,6 +235,13 @@ impl Home {
             &personal_heads,
             read_model::MODEL_VERSION,
         )?;
+        // What the snapshot holds is on the relay already, and so is a clinician's
+        // personal space that a further device of theirs fetched whole.
+        write_acked_heads(&tx, &ids.practice_id, &snapshot.heads)?;
+        if pending.device_only {
+            write_acked_heads(&tx, &ids.personal_id, &personal_heads)?;
+        }
+        write_join(&tx, (&ids.practice_id, &ids.personal_id), via, now_ms)?;
         // The planner's statistics for the tables that just filled (their pages are
         // still in the cache; one commit for all of it).
         tx.execute_batch("ANALYZE")?;

@@ -31,6 +31,9 @@ pub struct JoinedVia<'a> {
     pub key: &'a SpaceKey,
     /// The seq the fetched snapshot and log cover.
     pub cursor: Option<u64>,
+    /// For another device of an existing clinician: their personal space's key and the
+    /// seq it was fetched up to.
+    pub personal: Option<(&'a SpaceKey, u64)>,
 }
 
 /// Where a space stands with the relay.
@@ -108,14 +111,15 @@ impl Home {
 
     /// Keeps, in one transaction, what a device that joined the practice needs to sync it.
     pub fn record_join(&self, via: &JoinedVia<'_>) -> Result<()> {
-        let space = self.space_id(SpaceKind::Practice)?;
+        let practice = self.space_id(SpaceKind::Practice)?;
+        let personal = self.space_id(SpaceKind::Personal)?;
         let now_ms = self.clock.now_ms();
         let writer = self.lock_writer();
         let tx = rusqlite::Transaction::new_unchecked(
             &writer.conn,
             rusqlite::TransactionBehavior::Immediate,
         )?;
-        write_join(&tx, &space, via, now_ms)?;
+        write_join(&tx, (&practice, &personal), via, now_ms)?;
         tx.commit()?;
         Ok(())
     }
@@ -221,17 +225,22 @@ fn write_space_key(conn: &rusqlite::Connection, space_id: &str, key: &SpaceKey) 
     Ok(())
 }
 
-/// Writes [`JoinedVia`] for the practice space `space_id`, in the caller's transaction.
+/// Writes [`JoinedVia`] for the spaces `(practice, personal)`, in the caller's
+/// transaction.
 pub(super) fn write_join(
     conn: &rusqlite::Connection,
-    space_id: &str,
+    (practice, personal): (&str, &str),
     via: &JoinedVia<'_>,
     now_ms: i64,
 ) -> Result<()> {
-    write_space_key(conn, space_id, via.key)?;
+    write_space_key(conn, practice, via.key)?;
     write_relay(conn, via.relay)?;
     if let Some(cursor) = via.cursor {
-        write_cursor(conn, space_id, cursor, now_ms)?;
+        write_cursor(conn, practice, cursor, now_ms)?;
+    }
+    if let Some((key, cursor)) = via.personal {
+        write_space_key(conn, personal, key)?;
+        write_cursor(conn, personal, cursor, now_ms)?;
     }
     Ok(())
 }

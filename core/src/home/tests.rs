@@ -673,6 +673,54 @@ fn relay_and_key(epoch: u32) -> (RelayInfo, crate::sync::crypto::SpaceKey) {
 }
 
 #[test]
+fn a_further_device_keeps_its_clinicians_personal_key_and_position_with_the_install() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = practice(da.path());
+    a.add_note(
+        &a.add_partner(partner("Dr. Lee")).unwrap().id,
+        "Call on Tuesdays",
+    )
+    .unwrap();
+    let me = a.identity().unwrap().unwrap();
+    let snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
+    let personal_doc = a.export_document(SpaceKind::Personal).unwrap();
+    let (relay, key) = relay_and_key(2);
+    let personal_key = crate::sync::crypto::SpaceKey::generate(5);
+    let via = JoinedVia {
+        relay: &relay,
+        key: &key,
+        cursor: Some(12),
+        personal: Some((&personal_key, 7)),
+    };
+    let b = open(db.path());
+    let phone = b
+        .add_device_from_snapshot(
+            &me.practice_id,
+            &snapshot,
+            &me.member_id,
+            (&me.personal_space_id, &personal_doc),
+            &via,
+        )
+        .unwrap();
+    assert_eq!(phone.member_id, me.member_id);
+    assert_eq!(
+        b.current_space_key(SpaceKind::Personal)
+            .unwrap()
+            .map(|k| (k.epoch, k.bytes().to_vec())),
+        Some((5, personal_key.bytes().to_vec()))
+    );
+    let personal = b.sync_position(SpaceKind::Personal).unwrap();
+    assert_eq!(personal.cursor, 7);
+    assert_eq!(
+        personal.acked_heads,
+        a.heads(SpaceKind::Personal).unwrap(),
+        "the personal space came whole from the relay"
+    );
+    assert_eq!(b.sync_position(SpaceKind::Practice).unwrap().cursor, 12);
+    assert_eq!(b.relay().unwrap(), Some(relay));
+}
+
+#[test]
 fn a_snapshot_with_a_malformed_collection_is_refused_and_leaves_nothing() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = practice(da.path());
@@ -704,6 +752,7 @@ fn a_snapshot_with_a_malformed_collection_is_refused_and_leaves_nothing() {
         relay: &relay,
         key: &key,
         cursor: Some(1),
+        personal: None,
     };
     let practice_id = a.identity().unwrap().unwrap().practice_id;
     let err = b
@@ -804,6 +853,7 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
         relay: &relay,
         key: &key,
         cursor: Some(41),
+        personal: None,
     };
     let ben = b
         .join_practice_from_snapshot(&practice_id, &snapshot, "Ben Ode", &via)

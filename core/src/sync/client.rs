@@ -284,6 +284,7 @@ pub async fn join_with_progress(
             relay: &relay,
             key: &key,
             cursor: Some(fetched.cursor),
+            personal: None,
         };
         from_snapshot = fetched.snapshot_suffices();
         if let (Some(member), Some(personal), Some(personal_key)) =
@@ -292,8 +293,12 @@ pub async fn join_with_progress(
             // Another device of an existing clinician: same member, their personal space.
             let personal_fetched =
                 bootstrap(&client, personal.space, personal_key, false, &|_, _| {}).await?;
-            let personal_cursor = personal_fetched.cursor;
             let personal_id = personal.space.to_string();
+            // Their personal space's key and position go in with the install too.
+            let via = JoinedVia {
+                personal: Some((personal_key, personal_fetched.cursor)),
+                ..via
+            };
             match &fetched.snapshot {
                 Some(snapshot) if from_snapshot => home.add_device_from_snapshot(
                     &practice_id,
@@ -314,8 +319,6 @@ pub async fn join_with_progress(
                     identity
                 }
             };
-            home.add_space_key(SpaceKind::Personal, personal_key)?;
-            home.set_sync_cursor(SpaceKind::Personal, personal_cursor)?;
         } else {
             match &fetched.snapshot {
                 Some(snapshot) if from_snapshot => {
@@ -337,6 +340,7 @@ pub async fn join_with_progress(
             relay: &relay,
             key: &key,
             cursor: None,
+            personal: None,
         })?;
     }
     fail::fail_point!("join-after-install", |_| Err(Error::Sync(
