@@ -731,20 +731,9 @@ fn a_snapshot_with_a_malformed_collection_is_refused_and_leaves_nothing() {
     let start = good.find(key).unwrap() + key.len();
     let end = start + good[start..].find(']').unwrap() + 1;
     let json = format!("{}[{{\"id\": oops}}]{}", &good[..start], &good[end..]);
-    let bulk = ["touchpoints", "referrals", "followups"]
-        .iter()
-        .map(|name| {
-            let key = format!("\"{name}\":");
-            let start = json.find(&key).unwrap() + key.len();
-            start..start + json[start..].find(']').unwrap() + 1
-        })
-        .collect();
     snapshot.records = Some(
-        crate::sync::snapshot::compress_records(&crate::store::read_model::Export {
-            json: json.into_bytes(),
-            bulk,
-        })
-        .unwrap(),
+        crate::sync::snapshot::compress_records(&crate::sync::snapshot::export_of_json(json))
+            .unwrap(),
     );
     let b = open(db.path());
     let (relay, key) = relay_and_key(1);

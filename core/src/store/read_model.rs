@@ -590,7 +590,7 @@ pub fn export(conn: &Connection, space_id: &str, kind: SpaceKind) -> Result<Expo
 const INSTALL_CACHE_KIB: i64 = 256 * 1024;
 
 /// The tables whose indexes [`install`] creates once their rows are in.
-const BULK_TABLES: [&str; 6] = [
+const REINDEXED_TABLES: [&str; 6] = [
     "partners",
     "partner_facets",
     "touchpoints",
@@ -659,7 +659,7 @@ pub fn install(
     // The definitions are the ones this file holds, so the indexes come back exactly as
     // the migrations made them; all of it is inside the caller's transaction.
     let indexes = if kind == SpaceKind::Practice {
-        secondary_indexes(conn, &BULK_TABLES)?
+        secondary_indexes(conn, &REINDEXED_TABLES)?
     } else {
         Vec::new()
     };

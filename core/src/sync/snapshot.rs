@@ -153,16 +153,14 @@ fn records_from_sections(texts: &mut [Vec<u8>]) -> Result<Option<Records>> {
     skeleton.extend_from_slice(&texts[2 * n]);
     let mut records: Records = serde_json::from_slice(&skeleton)
         .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?;
-    let mut arrays = Vec::with_capacity(n);
-    for i in 0..n {
-        let text = String::from_utf8(std::mem::take(&mut texts[2 * i + 1]))
-            .map_err(|_| Error::Sync("the snapshot's read model is not UTF-8 text".to_string()))?;
-        arrays.push(Some(read_model::JsonText(text)));
-    }
-    let mut arrays = arrays.into_iter();
-    records.touchpoints = arrays.next().flatten();
-    records.referrals = arrays.next().flatten();
-    records.followups = arrays.next().flatten();
+    let mut array = |i: usize| -> Result<Option<read_model::JsonText>> {
+        String::from_utf8(std::mem::take(&mut texts[2 * i + 1]))
+            .map(|text| Some(read_model::JsonText(text)))
+            .map_err(|_| Error::Sync("the snapshot's read model is not UTF-8 text".to_string()))
+    };
+    records.touchpoints = array(0)?;
+    records.referrals = array(1)?;
+    records.followups = array(2)?;
     Ok(Some(records))
 }
 
@@ -248,16 +246,16 @@ impl SpaceSnapshot {
         if self.heads.is_empty() {
             return Ok(None);
         }
-        let mut sectioned = None;
+        let current = |records: Records| {
+            (records.model_version == read_model::MODEL_VERSION).then_some(records)
+        };
         let json = match frames(compressed) {
             Some(frames) => {
                 let mut texts = decompress_frames(&frames)?;
-                sectioned = records_from_sections(&mut texts)?;
-                if sectioned.is_some() {
-                    Vec::new()
-                } else {
-                    texts.concat()
+                if let Some(records) = records_from_sections(&mut texts)? {
+                    return Ok(current(records));
                 }
+                texts.concat()
             }
             // Frames that do not say how large they are: read them as a stream.
             None => {
@@ -275,36 +273,34 @@ impl SpaceSnapshot {
                 json
             }
         };
-        let records = match sectioned {
-            Some(records) => records,
-            None => serde_json::from_slice(&json)
-                .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?,
-        };
-        Ok((records.model_version == read_model::MODEL_VERSION).then_some(records))
+        let records: Records = serde_json::from_slice(&json)
+            .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?;
+        Ok(current(records))
+    }
+}
+
+/// An export of `json` for tests, its bulk arrays found by their keys (the arrays must
+/// hold no `]` inside).
+#[cfg(test)]
+pub(crate) fn export_of_json(json: String) -> read_model::Export {
+    let bulk = read_model::BULK_COLLECTIONS
+        .iter()
+        .filter_map(|name| {
+            let key = format!("\"{name}\":");
+            let start = json.find(&key)? + key.len();
+            let end = start + json[start..].find(']')? + 1;
+            Some(start..end)
+        })
+        .collect();
+    read_model::Export {
+        json: json.into_bytes(),
+        bulk,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An export of `json`, its bulk arrays found by their keys (the samples' arrays
-    /// hold no `]` inside).
-    fn export(json: String) -> read_model::Export {
-        let bulk = read_model::BULK_COLLECTIONS
-            .iter()
-            .filter_map(|name| {
-                let key = format!("\"{name}\":");
-                let start = json.find(&key)? + key.len();
-                let end = start + json[start..].find(']')? + 1;
-                Some(start..end)
-            })
-            .collect();
-        read_model::Export {
-            json: json.into_bytes(),
-            bulk,
-        }
-    }
 
     fn practice_json() -> String {
         format!(
@@ -322,14 +318,14 @@ mod tests {
             document: vec![1, 2, 3],
             heads: vec![ChangeHash([7; 32])],
             schema: 2,
-            records: Some(compress_records(&export(practice_json())).unwrap()),
+            records: Some(compress_records(&export_of_json(practice_json())).unwrap()),
         }
     }
 
     #[test]
     fn the_frames_read_as_one_text_and_the_bulk_arrays_stay_text() {
         let json = practice_json();
-        let compressed = compress_records(&export(json.clone())).unwrap();
+        let compressed = compress_records(&export_of_json(json.clone())).unwrap();
         assert_eq!(frames(&compressed).map(|f| f.len()), Some(7));
         assert_eq!(
             zstd::decode_all(compressed.as_slice()).unwrap(),
@@ -371,7 +367,7 @@ mod tests {
         let records = cut_elsewhere.records().unwrap().unwrap();
         assert_eq!(records.partners.len(), 1);
         // A frame declaring more than it holds, or a truncated last frame: errors.
-        let good = compress_records(&export(json)).unwrap();
+        let good = compress_records(&export_of_json(json)).unwrap();
         let mut truncated = sample();
         truncated.records = Some(good[..good.len() - 3].to_vec());
         assert!(truncated.records().is_err());
@@ -425,7 +421,7 @@ mod tests {
         }
         let mut other_version = sample();
         other_version.records =
-            Some(compress_records(&export("{\"model_version\":-1}".to_string())).unwrap());
+            Some(compress_records(&export_of_json("{\"model_version\":-1}".to_string())).unwrap());
         assert!(other_version.records().unwrap().is_none());
         let mut garbage = sample();
         garbage.records = Some(vec![1, 2, 3, 4]);
