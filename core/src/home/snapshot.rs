@@ -23,7 +23,7 @@ use crate::doc::{self, SCHEMA_VERSION, SpaceKind};
 use crate::error::{Error, Result};
 use crate::model::{EntityKind, Identity, Member};
 use crate::store::{chunks, read_model};
-use crate::sync::snapshot::{SpaceSnapshot, compress_records};
+use crate::sync::snapshot::{SnapshotTables, SpaceSnapshot, compress_records};
 use crate::validate;
 use crate::vocab::Role;
 
@@ -61,18 +61,26 @@ impl Home {
             .ok_or(Error::NoPractice)?;
         let in_step = chunks::encode_heads(&row.model_heads) == chunks::encode_heads(&heads)
             && row.model_version == read_model::MODEL_VERSION;
-        let records = if in_step {
-            Some(compress_records(&read_model::export(
-                conn, &space_id, kind,
-            )?)?)
+        // A practice's large collections travel as their tables' pages, the rest as JSON.
+        let as_tables = kind == SpaceKind::Practice;
+        let (records, tables) = if in_step {
+            let records =
+                compress_records(&read_model::export(conn, &space_id, kind, !as_tables)?)?;
+            let tables = if as_tables {
+                Some(SnapshotTables::compress(&read_model::export_tables(conn)?)?)
+            } else {
+                None
+            };
+            (Some(records), tables)
         } else {
-            None
+            (None, None)
         };
         Ok(SpaceSnapshot {
             document,
             heads,
             schema,
             records,
+            tables,
         })
     }
 
@@ -185,67 +193,79 @@ impl Home {
             });
         }
         let now_ms = self.clock.now_ms();
-        let mut writer = self.lock_writer();
-        ensure_no_practice(&writer)?;
+        let mut guard = self.lock_writer();
+        let writer = &mut *guard;
+        ensure_no_practice(writer)?;
         let (ids, pending, personal) = make(&device_id(&writer.conn)?)?;
         let personal_heads = personal.get_heads();
-        let tx =
-            rusqlite::Transaction::new_unchecked(&writer.conn, TransactionBehavior::Immediate)?;
-        for (key, value) in [
-            ("member_id", ids.member_id.clone()),
-            ("practice_id", ids.practice_id.clone()),
-            ("personal_id", ids.personal_id.clone()),
-            (PENDING_JOIN, encode(&pending)?),
-        ] {
-            tx.execute(
-                "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
-                params![key, value],
+        // The install's commit skips the WAL's fsync: everything in it can be fetched again
+        // (joining again with the same invite does it), and the checkpointer thread's next
+        // pass, within a second, syncs the WAL before copying it into the file, as does any
+        // local write's commit. A crash before then loses the whole install, never part of
+        // it. The fsync of ~100 MB was about a tenth of a second of a large practice's join.
+        writer.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let installed = read_model::with_tables(&mut writer.conn, records, |conn| {
+            let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            for (key, value) in [
+                ("member_id", ids.member_id.clone()),
+                ("practice_id", ids.practice_id.clone()),
+                ("personal_id", ids.personal_id.clone()),
+                (PENDING_JOIN, encode(&pending)?),
+            ] {
+                tx.execute(
+                    "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
+                    params![key, value],
+                )?;
+            }
+            chunks::create_space(
+                &tx,
+                &ids.practice_id,
+                SpaceKind::Practice,
+                &snapshot.document,
+                &snapshot.heads,
+                snapshot.schema,
             )?;
-        }
-        chunks::create_space(
-            &tx,
-            &ids.practice_id,
-            SpaceKind::Practice,
-            &snapshot.document,
-            &snapshot.heads,
-            snapshot.schema,
-        )?;
-        read_model::install(&tx, &ids.practice_id, SpaceKind::Practice, records)?;
-        if !pending.device_only {
-            read_model::put_member(&tx, &pending.member())?;
-        }
-        chunks::set_model_heads(
-            &tx,
-            &ids.practice_id,
-            &snapshot.heads,
-            read_model::MODEL_VERSION,
-        )?;
-        chunks::create_space(
-            &tx,
-            &ids.personal_id,
-            SpaceKind::Personal,
-            &personal.save(),
-            &personal_heads,
-            doc::schema_of(&personal),
-        )?;
-        read_model::rebuild(&tx, &personal, &ids.personal_id, SpaceKind::Personal)?;
-        chunks::set_model_heads(
-            &tx,
-            &ids.personal_id,
-            &personal_heads,
-            read_model::MODEL_VERSION,
-        )?;
-        // What the snapshot holds is on the relay already, and so is a clinician's
-        // personal space that a further device of theirs fetched whole.
-        write_acked_heads(&tx, &ids.practice_id, &snapshot.heads)?;
-        if pending.device_only {
-            write_acked_heads(&tx, &ids.personal_id, &personal_heads)?;
-        }
-        write_join(&tx, (&ids.practice_id, &ids.personal_id), via, now_ms)?;
-        // The planner's statistics for the tables that just filled (their pages are
-        // still in the cache; one commit for all of it).
-        tx.execute_batch("ANALYZE")?;
-        tx.commit()?;
+            read_model::install(&tx, &ids.practice_id, SpaceKind::Practice, records)?;
+            if !pending.device_only {
+                read_model::put_member(&tx, &pending.member())?;
+            }
+            chunks::set_model_heads(
+                &tx,
+                &ids.practice_id,
+                &snapshot.heads,
+                read_model::MODEL_VERSION,
+            )?;
+            chunks::create_space(
+                &tx,
+                &ids.personal_id,
+                SpaceKind::Personal,
+                &personal.save(),
+                &personal_heads,
+                doc::schema_of(&personal),
+            )?;
+            read_model::rebuild(&tx, &personal, &ids.personal_id, SpaceKind::Personal)?;
+            chunks::set_model_heads(
+                &tx,
+                &ids.personal_id,
+                &personal_heads,
+                read_model::MODEL_VERSION,
+            )?;
+            // What the snapshot holds is on the relay already, and so is a clinician's
+            // personal space that a further device of theirs fetched whole.
+            write_acked_heads(&tx, &ids.practice_id, &snapshot.heads)?;
+            if pending.device_only {
+                write_acked_heads(&tx, &ids.personal_id, &personal_heads)?;
+            }
+            write_join(&tx, (&ids.practice_id, &ids.personal_id), via, now_ms)?;
+            // The planner's statistics for the tables that just filled (their pages are
+            // still in the cache; one commit for all of it).
+            tx.execute_batch("ANALYZE")?;
+            tx.commit()?;
+            Ok(())
+        });
+        let restored = writer.conn.pragma_update(None, "synchronous", "FULL");
+        installed?;
+        restored?;
         writer.ids = Some(ids.clone());
         writer.spaces.insert(
             SpaceKind::Personal,
@@ -256,7 +276,7 @@ impl Home {
                 doc: Some(personal),
             },
         );
-        drop(writer);
+        drop(guard);
         self.identity()?.ok_or(Error::NoPractice)
     }
 

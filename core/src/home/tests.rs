@@ -720,11 +720,78 @@ fn a_further_device_keeps_its_clinicians_personal_key_and_position_with_the_inst
     assert_eq!(b.relay().unwrap(), Some(relay));
 }
 
+/// A practice snapshot as devices wrote it before the tables image: every collection in
+/// the records' JSON.
+fn snapshot_with_json_collections(home: &Home) -> crate::sync::snapshot::SpaceSnapshot {
+    let practice_id = home.identity().unwrap().unwrap().practice_id;
+    let mut snapshot = home.space_snapshot(SpaceKind::Practice).unwrap();
+    let export = read_model::export(
+        &home.lock_writer().conn,
+        &practice_id,
+        SpaceKind::Practice,
+        true,
+    )
+    .unwrap();
+    snapshot.records = Some(crate::sync::snapshot::compress_records(&export).unwrap());
+    snapshot.tables = None;
+    snapshot
+}
+
+/// `home` joins the practice from `snapshot` as a new clinician, Ben Ode.
+fn join_as_ben(
+    home: &Home,
+    practice_id: &str,
+    snapshot: &crate::sync::snapshot::SpaceSnapshot,
+) -> Result<crate::model::Identity> {
+    let (relay, key) = relay_and_key(1);
+    let via = JoinedVia {
+        relay: &relay,
+        key: &key,
+        cursor: Some(1),
+        personal: None,
+    };
+    home.join_practice_from_snapshot(practice_id, snapshot, "Ben Ode", &via)
+}
+
+/// Joins `snapshot` into a new home in `dir`, expecting a refusal that leaves nothing.
+fn refused_join(
+    dir: &Path,
+    practice_id: &str,
+    snapshot: &crate::sync::snapshot::SpaceSnapshot,
+) -> String {
+    let b = open(dir);
+    let err = join_as_ben(&b, practice_id, snapshot).unwrap_err();
+    assert!(
+        b.identity().unwrap().is_none(),
+        "nothing of the practice is kept ({err})"
+    );
+    assert_eq!(b.relay().unwrap(), None);
+    assert_eq!(b.partner_count().unwrap(), 0);
+    // The writer is left as it was: nothing attached, commits durable again.
+    let writer = b.lock_writer();
+    let databases: i64 = writer
+        .conn
+        .query_row(
+            "SELECT count(*) FROM pragma_database_list WHERE name NOT IN ('main', 'temp')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(databases, 0, "the snapshot's tables are detached ({err})");
+    let synchronous: i64 = writer
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(synchronous, 2, "synchronous=FULL again");
+    err.to_string()
+}
+
 #[test]
 fn a_snapshot_with_a_malformed_collection_is_refused_and_leaves_nothing() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let da = tempfile::tempdir().unwrap();
     let a = practice(da.path());
-    let mut snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
+    let practice_id = a.identity().unwrap().unwrap().practice_id;
+    let mut snapshot = snapshot_with_json_collections(&a);
     let good = zstd::decode_all(snapshot.records.as_deref().unwrap()).unwrap();
     let good = String::from_utf8(good).unwrap();
     let key = "\"touchpoints\":";
@@ -735,25 +802,117 @@ fn a_snapshot_with_a_malformed_collection_is_refused_and_leaves_nothing() {
         crate::sync::snapshot::compress_records(&crate::sync::snapshot::export_of_json(json))
             .unwrap(),
     );
-    let b = open(db.path());
-    let (relay, key) = relay_and_key(1);
-    let via = JoinedVia {
-        relay: &relay,
-        key: &key,
-        cursor: Some(1),
-        personal: None,
-    };
+    let db = tempfile::tempdir().unwrap();
+    let err = refused_join(db.path(), &practice_id, &snapshot);
+    assert!(err.contains("read model is malformed"), "{err}");
+}
+
+#[test]
+fn a_damaged_or_foreign_tables_image_is_refused_and_leaves_nothing() {
+    let da = tempfile::tempdir().unwrap();
+    let a = practice(da.path());
+    let p = a.add_partner(partner("Dr. Lee")).unwrap();
+    for note in ["First call", "Second call"] {
+        a.log_touchpoint(NewTouchpoint {
+            partner_id: p.id.clone(),
+            kind: TouchpointKind::Call,
+            at: Some(day("2026-03-01")),
+            outcome: None,
+            note: note.into(),
+            allow_contact_details: false,
+            member_id: None,
+        })
+        .unwrap();
+    }
     let practice_id = a.identity().unwrap().unwrap().practice_id;
-    let err = b
-        .join_practice_from_snapshot(&practice_id, &snapshot, "Ben Ode", &via)
-        .unwrap_err();
-    assert!(err.to_string().contains("read model is malformed"), "{err}");
+    let snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
+    let tables = snapshot
+        .tables
+        .clone()
+        .expect("a practice snapshot carries its tables");
+    let image = zstd::decode_all(tables.image.as_slice()).unwrap();
+    // The image changed by `sql`, run with the schema writable.
+    let altered = |sql: &str| {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.deserialize_read_exact("main", image.as_slice(), image.len(), false)
+            .unwrap();
+        conn.execute_batch(sql).unwrap();
+        conn.serialize("main").unwrap().to_vec()
+    };
+    let note_column = "note TEXT NOT NULL,";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "garbage",
+            b"not a database at all".repeat(100),
+            "cannot be used",
+        ),
+        (
+            "cut short",
+            image[..image.len() / 2].to_vec(),
+            "cannot be used",
+        ),
+        (
+            "an extra trigger",
+            altered(
+                "CREATE TRIGGER t AFTER INSERT ON touchpoints BEGIN DELETE FROM referrals; END;",
+            ),
+            "holds the trigger t",
+        ),
+        (
+            "a table defined otherwise",
+            altered("ALTER TABLE referrals ADD COLUMN extra TEXT"),
+            "not the ones this device keeps",
+        ),
+        (
+            "a NULL in a NOT NULL column",
+            altered(&format!(
+                "PRAGMA writable_schema = ON;
+                 UPDATE sqlite_schema SET sql = replace(sql, '{note_column}', 'note TEXT,')
+                 WHERE name = 'touchpoints';
+                 PRAGMA writable_schema = RESET;
+                 UPDATE touchpoints SET note = NULL WHERE rowid = 1;
+                 PRAGMA writable_schema = ON;
+                 UPDATE sqlite_schema SET sql = replace(sql, 'note TEXT,', '{note_column}')
+                 WHERE name = 'touchpoints';"
+            )),
+            "NULL value in touchpoints.note",
+        ),
+        (
+            "two touchpoints with one id",
+            altered(
+                "UPDATE touchpoints SET id = (SELECT id FROM touchpoints WHERE rowid = 1)
+                 WHERE rowid = 2",
+            ),
+            "UNIQUE constraint failed: touchpoints.id",
+        ),
+    ];
+    for (case, image, expected) in cases {
+        let mut damaged = snapshot.clone();
+        damaged.tables = Some(crate::sync::snapshot::SnapshotTables::compress(&image).unwrap());
+        let db = tempfile::tempdir().unwrap();
+        let err = refused_join(db.path(), &practice_id, &damaged);
+        assert!(err.contains(expected), "{case}: {err}");
+    }
+}
+
+#[test]
+fn tables_from_another_store_version_are_left_for_the_document() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = practice(da.path());
+    a.add_partner(partner("Dr. Lee")).unwrap();
+    let mut snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
+    if let Some(tables) = &mut snapshot.tables {
+        tables.store_version += 1;
+    }
+    assert!(snapshot.records().unwrap().is_none());
+    let b = open(db.path());
+    let practice_id = a.identity().unwrap().unwrap().practice_id;
+    join_as_ben(&b, &practice_id, &snapshot).unwrap();
     assert!(
-        b.identity().unwrap().is_none(),
-        "nothing of the practice is kept"
+        b.is_document_loaded(SpaceKind::Practice),
+        "the practice came from its document"
     );
-    assert_eq!(b.relay().unwrap(), None);
-    assert_eq!(b.partner_count().unwrap(), 0);
+    assert_eq!(b.partner_count().unwrap(), 1);
 }
 
 #[test]
@@ -830,9 +989,16 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
         .unwrap();
     let snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
     let json = zstd::decode_all(snapshot.records.as_deref().unwrap()).unwrap();
+    let tables = zstd::decode_all(snapshot.tables.as_ref().unwrap().image.as_slice()).unwrap();
+    for bytes in [&json, &tables] {
+        assert!(
+            !bytes.windows(7).any(|w| w == b"Private"),
+            "a practice snapshot never carries a personal note"
+        );
+    }
     assert!(
-        !json.windows(7).any(|w| w == b"Private"),
-        "a practice snapshot never carries a personal note"
+        tables.windows(8).any(|w| w == b"Talked a"),
+        "the touchpoints travel in the tables image"
     );
 
     let b = open(db.path());
@@ -848,7 +1014,11 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
         .join_practice_from_snapshot(&practice_id, &snapshot, "Ben Ode", &via)
         .unwrap();
     assert!(!b.is_document_loaded(SpaceKind::Practice));
-    assert_eq!(b.relay().unwrap(), Some(relay), "the relay is kept");
+    assert_eq!(
+        b.relay().unwrap().as_ref(),
+        Some(&relay),
+        "the relay is kept"
+    );
     assert_eq!(
         b.current_space_key(SpaceKind::Practice)
             .unwrap()
@@ -874,6 +1044,18 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
         shared(&b),
         "the installed read model is the projected one"
     );
+    // A snapshot from an older device, every collection in its JSON, installs the same.
+    let dc = tempfile::tempdir().unwrap();
+    let c = open(dc.path());
+    c.join_practice_from_snapshot(
+        &practice_id,
+        &snapshot_with_json_collections(&a),
+        "Cy Older",
+        &via,
+    )
+    .unwrap();
+    assert!(!c.is_document_loaded(SpaceKind::Practice));
+    assert_eq!(shared(&a), shared(&c), "from the JSON collections");
     let indexes = |h: &Home| -> Vec<(String, String)> {
         let conn = rusqlite::Connection::open(h.path()).unwrap();
         let mut stmt = conn

@@ -262,6 +262,98 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX followups_by_status ON followups(status, due);
     CREATE INDEX followups_by_partner ON followups(partner_id);
     "#,
+    // 6: touchpoints, referrals and follow-ups key their rows by a unique index on `id`
+    //    instead of a text primary key (the same constraint and lookups, but an index a
+    //    join can drop and build again). With no index left on them, a table that a
+    //    snapshot carries as SQLite pages is copied in page order, record by record
+    //    without decoding any (SQLite's transfer optimization): the bulk of a join.
+    r#"
+    CREATE TABLE touchpoints_v6 (
+        id TEXT NOT NULL,
+        partner_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at TEXT NOT NULL,
+        outcome TEXT,
+        archived INTEGER NOT NULL,
+        note TEXT NOT NULL,
+        data TEXT GENERATED ALWAYS AS (json_object(
+            'id', id, 'partner_id', partner_id, 'member_id', member_id, 'kind', kind,
+            'at', at, 'outcome', outcome, 'note', note,
+            'archived', json(iif(archived, 'true', 'false'))
+        )) VIRTUAL
+    );
+    INSERT INTO touchpoints_v6 (id, partner_id, member_id, kind, at, outcome, archived, note)
+        SELECT id, partner_id, member_id, kind, at, outcome, archived, note
+        FROM touchpoints;
+    DROP TABLE touchpoints;
+    ALTER TABLE touchpoints_v6 RENAME TO touchpoints;
+    CREATE UNIQUE INDEX touchpoints_by_id ON touchpoints(id);
+    CREATE INDEX touchpoints_by_partner ON touchpoints(partner_id, archived, at);
+    CREATE INDEX touchpoints_by_day ON touchpoints(at);
+
+    CREATE TABLE referrals_v6 (
+        id TEXT NOT NULL,
+        partner_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        outcome TEXT,
+        age_band TEXT,
+        payer_category TEXT,
+        modality TEXT,
+        concerns TEXT NOT NULL,
+        data TEXT GENERATED ALWAYS AS (json_object(
+            'id', id, 'partner_id', partner_id, 'member_id', member_id,
+            'direction', direction, 'at', at, 'concerns', json(concerns),
+            'age_band', age_band, 'payer_category', payer_category, 'modality', modality,
+            'status', status, 'outcome', outcome
+        )) VIRTUAL
+    );
+    INSERT INTO referrals_v6 (id, partner_id, member_id, direction, at, status, outcome,
+                              age_band, payer_category, modality, concerns)
+        SELECT id, partner_id, member_id, direction, at, status, outcome,
+               age_band, payer_category, modality, concerns
+        FROM referrals;
+    DROP TABLE referrals;
+    ALTER TABLE referrals_v6 RENAME TO referrals;
+    CREATE UNIQUE INDEX referrals_by_id ON referrals(id);
+    CREATE INDEX referrals_by_day ON referrals(at, direction, status, partner_id, member_id);
+    CREATE INDEX referrals_by_partner ON referrals(partner_id, direction, status, at);
+    CREATE INDEX referrals_by_direction_day ON referrals(direction, at, status, partner_id);
+    CREATE INDEX referrals_by_member ON referrals(member_id, direction, status, at);
+
+    CREATE TABLE followups_v6 (
+        id TEXT NOT NULL,
+        partner_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        due TEXT NOT NULL,
+        status TEXT NOT NULL,
+        done_at TEXT,
+        cadence_days INTEGER,
+        reason TEXT NOT NULL,
+        snoozed INTEGER NOT NULL,
+        auto INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        data TEXT GENERATED ALWAYS AS (json_object(
+            'id', id, 'partner_id', partner_id, 'member_id', member_id, 'due', due,
+            'done_at', done_at, 'cadence_days', cadence_days, 'reason', reason,
+            'status', status, 'snoozed', snoozed,
+            'auto', json(iif(auto, 'true', 'false')), 'attempt', attempt
+        )) VIRTUAL
+    );
+    INSERT INTO followups_v6 (id, partner_id, member_id, due, status, done_at, cadence_days,
+                              reason, snoozed, auto, attempt)
+        SELECT id, partner_id, member_id, due, status, done_at, cadence_days,
+               reason, snoozed, auto, attempt
+        FROM followups;
+    DROP TABLE followups;
+    ALTER TABLE followups_v6 RENAME TO followups;
+    CREATE UNIQUE INDEX followups_by_id ON followups(id);
+    CREATE INDEX followups_by_status ON followups(status, due);
+    CREATE INDEX followups_by_partner ON followups(partner_id);
+    "#,
 ];
 
 /// The store version this build creates and understands.
@@ -571,6 +663,26 @@ mod tests {
             .query_row("SELECT concerns FROM referrals", [], |r| r.get(0))
             .unwrap();
         assert_eq!(concerns, r#"["trauma","anxiety"]"#, "a column of its own");
+        // Since v6 the ids are kept unique by an index (which a join drops and builds).
+        for table in ["touchpoints", "referrals", "followups"] {
+            let columns: String = conn
+                .query_row(
+                    "SELECT group_concat(name) FROM pragma_table_info(?1)",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let err = conn
+                .execute_batch(&format!(
+                    "INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}"
+                ))
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("UNIQUE constraint failed: {table}.id")),
+                "{table}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! Layout (all of it sealed and signed like any blob, so the relay sees none of it):
 //! `RAPSNAP1` ‖ header length (u32, big-endian) ‖ header (JSON: heads, schema, section
 //! lengths) ‖ document (Automerge `save()`) ‖ records (zstd-compressed JSON of
-//! [`read_model::Records`], possibly empty). Bytes without the magic are a bare document,
-//! as older snapshots were.
+//! [`read_model::Records`], possibly empty) ‖ tables (a zstd-compressed SQLite image of
+//! the large collections' tables, when the header gives their length and store version).
+//! Bytes without the magic are a bare document, as older snapshots were.
 //!
-//! The records are compressed as consecutive zstd frames, cut where the large
-//! collections' arrays start and end; any zstd decoder reads them as one text (older
-//! devices do). A reader here decompresses the frames on two threads and hands those
-//! arrays to SQLite as they are, parsing only the rest.
+//! A practice's touchpoints, referrals and follow-ups travel as the tables image: the
+//! joiner checks it and copies its records into its own tables as they are, without
+//! decoding them (see [`read_model::with_tables`]). Snapshots from before the image carry
+//! them in the JSON, as consecutive zstd frames cut where those arrays start and end;
+//! those frames are decompressed on two threads and the arrays handed to SQLite as text.
 
 use std::io::Read;
 
@@ -19,6 +21,7 @@ use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::store::STORE_VERSION;
 use crate::store::read_model::{self, Records};
 
 const MAGIC: &[u8; 8] = b"RAPSNAP1";
@@ -39,6 +42,30 @@ pub struct SpaceSnapshot {
     /// The read model's records at `heads`, compressed; `None` when the snapshot has none
     /// (too large to carry, or written by an older device).
     pub records: Option<Vec<u8>>,
+    /// The large collections' tables at `heads`, when `records` leaves them out.
+    pub tables: Option<SnapshotTables>,
+}
+
+/// A read model's large collections as a snapshot carries them: an SQLite image of their
+/// tables ([`read_model::export_tables`]), zstd-compressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotTables {
+    /// The store version of the device that wrote them (the tables' definitions).
+    pub store_version: i64,
+    /// The compressed image.
+    pub image: Vec<u8>,
+}
+
+impl SnapshotTables {
+    /// Compresses an image from [`read_model::export_tables`].
+    pub fn compress(image: &[u8]) -> Result<SnapshotTables> {
+        Ok(SnapshotTables {
+            store_version: STORE_VERSION,
+            image: zstd::bulk::compress(image, LEVEL).map_err(|e| {
+                Error::Sync(format!("compressing the read model for a snapshot: {e}"))
+            })?,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,6 +74,10 @@ struct Header {
     schema: u64,
     document_len: u64,
     records_len: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tables_len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tables_store: Option<i64>,
 }
 
 /// Compresses the JSON of a space's records for a snapshot.
@@ -164,26 +195,58 @@ fn records_from_sections(texts: &mut [Vec<u8>]) -> Result<Option<Records>> {
     Ok(Some(records))
 }
 
+/// Decompresses `compressed` whole, refusing more than [`MAX_RECORDS`]: at once when its
+/// frames declare sizes that [`frames`] accepts, as a stream otherwise.
+fn decompress_bounded(compressed: &[u8]) -> Result<Vec<u8>> {
+    let unreadable =
+        |e: std::io::Error| Error::Sync(format!("the snapshot's read model cannot be read: {e}"));
+    if let Some(frames) = frames(compressed) {
+        let total = frames.iter().map(|(_, size)| size).sum();
+        let out = zstd::bulk::decompress(compressed, total).map_err(unreadable)?;
+        if out.len() != total {
+            return Err(Error::Sync(
+                "the snapshot's read model is shorter than it declares".to_string(),
+            ));
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(compressed)
+        .and_then(|d| d.take(MAX_RECORDS + 1).read_to_end(&mut out))
+        .map_err(unreadable)?;
+    if out.len() as u64 > MAX_RECORDS {
+        return Err(Error::Sync(format!(
+            "the snapshot's read model is larger than {MAX_RECORDS} bytes"
+        )));
+    }
+    Ok(out)
+}
+
 impl SpaceSnapshot {
     /// The same snapshot without its records (when they would not fit a relay snapshot).
     pub fn without_records(mut self) -> SpaceSnapshot {
         self.records = None;
+        self.tables = None;
         self
     }
 
     /// The bytes to seal.
     pub fn encode(&self) -> Vec<u8> {
         let records = self.records.as_deref().unwrap_or_default();
+        let tables = self.tables.as_ref().map(|t| t.image.as_slice());
         let header = Header {
             heads: self.heads.iter().map(ToString::to_string).collect(),
             schema: self.schema,
             document_len: self.document.len() as u64,
             records_len: records.len() as u64,
+            tables_len: tables.map(|t| t.len() as u64),
+            tables_store: self.tables.as_ref().map(|t| t.store_version),
         };
+        let tables = tables.unwrap_or_default();
         // Serializing plain strings and numbers cannot fail.
         let header = serde_json::to_vec(&header).unwrap_or_default();
         let mut out = Vec::with_capacity(
-            MAGIC.len() + 4 + header.len() + self.document.len() + records.len(),
+            MAGIC.len() + 4 + header.len() + self.document.len() + records.len() + tables.len(),
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(
@@ -194,6 +257,7 @@ impl SpaceSnapshot {
         out.extend_from_slice(&header);
         out.extend_from_slice(&self.document);
         out.extend_from_slice(records);
+        out.extend_from_slice(tables);
         out
     }
 
@@ -205,6 +269,7 @@ impl SpaceSnapshot {
                 heads: Vec::new(),
                 schema: 0,
                 records: None,
+                tables: None,
             });
         };
         let bad = |what: &str| Error::Sync(format!("the snapshot is malformed: {what}"));
@@ -218,7 +283,13 @@ impl SpaceSnapshot {
         let rest = &rest[len..];
         let doc_len = usize::try_from(header.document_len).map_err(|_| bad("document length"))?;
         let records_len = usize::try_from(header.records_len).map_err(|_| bad("records length"))?;
-        if rest.len() != doc_len.saturating_add(records_len) {
+        let tables_len =
+            usize::try_from(header.tables_len.unwrap_or(0)).map_err(|_| bad("tables length"))?;
+        if rest.len()
+            != doc_len
+                .saturating_add(records_len)
+                .saturating_add(tables_len)
+        {
             return Err(bad("its sections do not add up to its length"));
         }
         let heads = header
@@ -233,12 +304,22 @@ impl SpaceSnapshot {
             document: rest[..doc_len].to_vec(),
             heads,
             schema: header.schema,
-            records: (records_len > 0).then(|| rest[doc_len..].to_vec()),
+            records: (records_len > 0).then(|| rest[doc_len..doc_len + records_len].to_vec()),
+            tables: match (header.tables_len, header.tables_store) {
+                (Some(_), Some(store_version)) => Some(SnapshotTables {
+                    store_version,
+                    image: rest[doc_len + records_len..].to_vec(),
+                }),
+                (None, None) => None,
+                _ => return Err(bad("its tables section is described by halves")),
+            },
         })
     }
 
     /// The records, decompressed and parsed; `None` if the snapshot has none or they were
-    /// written by another projection version (the joiner then projects the document).
+    /// written by another projection version or, for the tables image, another store
+    /// version (the joiner then projects the document). The image is decompressed on a
+    /// thread of its own while the JSON is read.
     pub fn records(&self) -> Result<Option<Records>> {
         let Some(compressed) = &self.records else {
             return Ok(None);
@@ -246,37 +327,52 @@ impl SpaceSnapshot {
         if self.heads.is_empty() {
             return Ok(None);
         }
-        let current = |records: Records| {
-            (records.model_version == read_model::MODEL_VERSION).then_some(records)
-        };
-        let json = match frames(compressed) {
-            Some(frames) => {
-                let mut texts = decompress_frames(&frames)?;
-                if let Some(records) = records_from_sections(&mut texts)? {
-                    return Ok(current(records));
-                }
-                texts.concat()
-            }
-            // Frames that do not say how large they are: read them as a stream.
-            None => {
-                let mut json = Vec::new();
-                zstd::stream::read::Decoder::new(compressed.as_slice())
-                    .and_then(|d| d.take(MAX_RECORDS + 1).read_to_end(&mut json))
-                    .map_err(|e| {
-                        Error::Sync(format!("the snapshot's read model cannot be read: {e}"))
-                    })?;
-                if json.len() as u64 > MAX_RECORDS {
-                    return Err(Error::Sync(format!(
-                        "the snapshot's read model is larger than {MAX_RECORDS} bytes"
-                    )));
-                }
-                json
-            }
-        };
-        let records: Records = serde_json::from_slice(&json)
-            .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?;
-        Ok(current(records))
+        if self
+            .tables
+            .as_ref()
+            .is_some_and(|t| t.store_version != STORE_VERSION)
+        {
+            return Ok(None);
+        }
+        std::thread::scope(|scope| {
+            let image = self
+                .tables
+                .as_ref()
+                .map(|t| scope.spawn(|| decompress_bounded(&t.image)));
+            let records = json_records(compressed)?;
+            let image =
+                match image {
+                    Some(thread) => Some(thread.join().map_err(|_| {
+                        Error::Sync("decompressing the snapshot failed".to_string())
+                    })??),
+                    None => None,
+                };
+            Ok(records.map(|records| Records {
+                tables: image,
+                ..records
+            }))
+        })
     }
+}
+
+/// The JSON records of a snapshot, at the projection version of this build.
+fn json_records(compressed: &[u8]) -> Result<Option<Records>> {
+    let current =
+        |records: Records| (records.model_version == read_model::MODEL_VERSION).then_some(records);
+    if let Some(frames) = frames(compressed) {
+        let mut texts = decompress_frames(&frames)?;
+        if let Some(records) = records_from_sections(&mut texts)? {
+            return Ok(current(records));
+        }
+        let records: Records = serde_json::from_slice(&texts.concat())
+            .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?;
+        return Ok(current(records));
+    }
+    // Frames that do not say how large they are: read them as a stream.
+    let json = decompress_bounded(compressed)?;
+    let records: Records = serde_json::from_slice(&json)
+        .map_err(|e| Error::Sync(format!("the snapshot's read model is malformed: {e}")))?;
+    Ok(current(records))
 }
 
 /// An export of `json` for tests, its bulk arrays found by their keys (the arrays must
@@ -319,6 +415,7 @@ mod tests {
             heads: vec![ChangeHash([7; 32])],
             schema: 2,
             records: Some(compress_records(&export_of_json(practice_json())).unwrap()),
+            tables: None,
         }
     }
 
