@@ -489,6 +489,42 @@ mod tests {
         assert!(sparse.records().unwrap().unwrap().partners.is_empty());
     }
 
+    fn with_tables() -> SpaceSnapshot {
+        SpaceSnapshot {
+            tables: Some(SnapshotTables::compress(b"an image of tables").unwrap()),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn the_tables_section_round_trips_and_must_be_described_whole() {
+        let snapshot = with_tables();
+        let back = SpaceSnapshot::decode(&snapshot.encode()).unwrap();
+        assert_eq!(back, snapshot);
+        assert_eq!(
+            back.records().unwrap().unwrap().tables.as_deref(),
+            Some(b"an image of tables".as_slice()),
+            "decompressed beside the records"
+        );
+        // A header giving the tables' length without their store version is refused.
+        let bytes = snapshot.encode();
+        let len = u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[12..12 + len]).unwrap();
+        let store = format!(",\"tables_store\":{STORE_VERSION}");
+        assert!(header.contains(&store), "{header}");
+        let halved = header.replace(&store, "");
+        let mut out = MAGIC.to_vec();
+        out.extend((halved.len() as u32).to_be_bytes());
+        out.extend(halved.as_bytes());
+        out.extend(&bytes[12 + len..]);
+        let err = SpaceSnapshot::decode(&out).unwrap_err();
+        assert!(err.to_string().contains("described by halves"), "{err}");
+        // Tables from another store version: the joiner goes to the document.
+        let mut other = with_tables();
+        other.tables.as_mut().unwrap().store_version = STORE_VERSION + 1;
+        assert!(other.records().unwrap().is_none());
+    }
+
     #[test]
     fn round_trips() {
         let snapshot = sample();
@@ -503,11 +539,9 @@ mod tests {
         assert!(bare.records().unwrap().is_none());
     }
 
-    #[test]
-    fn damaged_bytes_are_errors_not_panics() {
-        let bytes = sample().encode();
+    /// Any prefix with the magic fails cleanly.
+    fn cut_anywhere_fails(bytes: &[u8]) {
         for cut in 0..bytes.len() {
-            // Any prefix with the magic must fail cleanly (or be a bare document).
             let _ = SpaceSnapshot::decode(&bytes[..cut]);
             if cut > MAGIC.len() {
                 assert!(
@@ -516,6 +550,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn damaged_bytes_are_errors_not_panics() {
+        for bytes in [sample().encode(), with_tables().encode()] {
+            cut_anywhere_fails(&bytes);
+        }
+        let mut garbage_tables = with_tables();
+        garbage_tables.tables.as_mut().unwrap().image = vec![9; 40];
+        assert!(garbage_tables.records().is_err());
         let mut other_version = sample();
         other_version.records =
             Some(compress_records(&export_of_json("{\"model_version\":-1}".to_string())).unwrap());
