@@ -840,6 +840,47 @@ fn a_damaged_or_foreign_tables_image_is_refused_and_leaves_nothing() {
         conn.serialize("main").unwrap().to_vec()
     };
     let note_column = "note TEXT NOT NULL,";
+    // The same tables and rows in a database that keeps its text as UTF-16.
+    let utf16 = {
+        let mut good = rusqlite::Connection::open_in_memory().unwrap();
+        good.deserialize_read_exact("main", image.as_slice(), image.len(), true)
+            .unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA encoding = 'UTF-16le'").unwrap();
+        let tables: Vec<(String, String)> = good
+            .prepare("SELECT name, sql FROM sqlite_schema")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (name, sql) in tables {
+            conn.execute_batch(&sql).unwrap();
+            let columns: String = good
+                .query_row(
+                    "SELECT group_concat(name) FROM pragma_table_info(?1)",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let mut select = good
+                .prepare(&format!("SELECT {columns} FROM {name}"))
+                .unwrap();
+            let width = select.column_count();
+            let marks = vec!["?"; width].join(",");
+            let mut rows = select.query([]).unwrap();
+            while let Some(row) = rows.next().unwrap() {
+                let values: Vec<rusqlite::types::Value> =
+                    (0..width).map(|i| row.get(i).unwrap()).collect();
+                conn.execute(
+                    &format!("INSERT INTO {name} ({columns}) VALUES ({marks})"),
+                    rusqlite::params_from_iter(values),
+                )
+                .unwrap();
+            }
+        }
+        conn.serialize("main").unwrap().to_vec()
+    };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "garbage",
@@ -885,6 +926,7 @@ fn a_damaged_or_foreign_tables_image_is_refused_and_leaves_nothing() {
             ),
             "UNIQUE constraint failed: touchpoints.id",
         ),
+        ("text in UTF-16", utf16, "text encoding"),
     ];
     for (case, image, expected) in cases {
         let mut damaged = snapshot.clone();

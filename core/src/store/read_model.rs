@@ -655,20 +655,37 @@ pub fn export_tables(conn: &mut Connection) -> Result<Vec<u8>> {
     )
 }
 
-/// Checks a snapshot's tables image (from [`export_tables`]) on a connection of its own,
-/// so that nothing in it can touch the home's: it must hold exactly the
-/// [`BULK_COLLECTIONS`]' tables, defined exactly as `definitions` (this file's), and be
-/// intact (SQLite's `quick_check`: every page, record and `NOT NULL` column).
+/// Checks a snapshot's tables image (from [`export_tables`]) attached, as [`with_tables`]
+/// attaches it, to a connection of its own, so that nothing in it can touch the home's
+/// (a database SQLite cannot read leaves every statement of the connection it is attached
+/// to failing, the one that would detach it included). It must keep its text as UTF-8, as
+/// every home does, hold exactly the [`BULK_COLLECTIONS`]' tables, defined exactly as
+/// `definitions` (this file's), and be intact (SQLite's `quick_check`: every page, record
+/// and `NOT NULL` column).
 fn check_tables(image: &[u8], definitions: &[String]) -> Result<()> {
     let refused =
         |what: &str| crate::Error::Sync(format!("the snapshot's tables cannot be used: {what}"));
     let sqlite = |e: rusqlite::Error| refused(&e.to_string());
     let mut conn = Connection::open_in_memory().map_err(sqlite)?;
-    conn.deserialize_read_exact("main", image, image.len(), true)
+    conn.execute_batch(&format!("ATTACH ':memory:' AS {SNAPSHOT_TABLES}"))
         .map_err(sqlite)?;
+    conn.deserialize_read_exact(SNAPSHOT_TABLES, image, image.len(), true)
+        .map_err(sqlite)?;
+    let encoding: String = conn
+        .query_row(&format!("PRAGMA {SNAPSHOT_TABLES}.encoding"), [], |r| {
+            r.get(0)
+        })
+        .map_err(sqlite)?;
+    if encoding != "UTF-8" {
+        return Err(refused(&format!(
+            "its text encoding is {encoding}, not UTF-8"
+        )));
+    }
     let mut found = Vec::new();
     let mut stmt = conn
-        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema")
+        .prepare(&format!(
+            "SELECT type, name, tbl_name, sql FROM {SNAPSHOT_TABLES}.sqlite_schema"
+        ))
         .map_err(sqlite)?;
     let mut rows = stmt.query([]).map_err(sqlite)?;
     while let Some(row) = rows.next().map_err(sqlite)? {
@@ -683,6 +700,8 @@ fn check_tables(image: &[u8], definitions: &[String]) -> Result<()> {
         }
         found.push((name, sql.unwrap_or_default()));
     }
+    drop(rows);
+    drop(stmt);
     found.sort();
     let mut wanted: Vec<(String, String)> = BULK_COLLECTIONS
         .iter()
@@ -694,7 +713,7 @@ fn check_tables(image: &[u8], definitions: &[String]) -> Result<()> {
         return Err(refused("its tables are not the ones this device keeps"));
     }
     let check = conn
-        .prepare("PRAGMA quick_check")
+        .prepare(&format!("PRAGMA {SNAPSHOT_TABLES}.quick_check"))
         .and_then(|mut stmt| {
             stmt.query_map([], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()
