@@ -198,12 +198,6 @@ impl Home {
         ensure_no_practice(writer)?;
         let (ids, pending, personal) = make(&device_id(&writer.conn)?)?;
         let personal_heads = personal.get_heads();
-        // The install's commit skips the WAL's fsync: everything in it can be fetched again
-        // (joining again with the same invite does it), and the checkpointer thread's next
-        // pass, within a second, syncs the WAL before copying it into the file, as does any
-        // local write's commit. A crash before then loses the whole install, never part of
-        // it. The fsync of ~100 MB was about a tenth of a second of a large practice's join.
-        writer.conn.pragma_update(None, "synchronous", "NORMAL")?;
         let installed = read_model::with_tables(&mut writer.conn, records, |conn| {
             let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             for (key, value) in [
@@ -263,9 +257,7 @@ impl Home {
             tx.commit()?;
             Ok(())
         });
-        let restored = writer.conn.pragma_update(None, "synchronous", "FULL");
         installed?;
-        restored?;
         writer.ids = Some(ids.clone());
         writer.spaces.insert(
             SpaceKind::Personal,

@@ -767,7 +767,7 @@ fn refused_join(
     );
     assert_eq!(b.relay().unwrap(), None);
     assert_eq!(b.partner_count().unwrap(), 0);
-    // The writer is left as it was: nothing attached, commits durable again.
+    // The writer is left as it was: nothing attached, commits durable.
     let writer = b.lock_writer();
     let databases: i64 = writer
         .conn
@@ -782,7 +782,7 @@ fn refused_join(
         .conn
         .query_row("PRAGMA synchronous", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(synchronous, 2, "synchronous=FULL again");
+    assert_eq!(synchronous, 2, "synchronous=FULL");
     err.to_string()
 }
 
