@@ -198,7 +198,7 @@ impl Home {
         ensure_no_practice(writer)?;
         let (ids, pending, personal) = make(&device_id(&writer.conn)?)?;
         let personal_heads = personal.get_heads();
-        let installed = read_model::with_tables(&mut writer.conn, records, |conn| {
+        read_model::with_tables(&mut writer.conn, records, |conn| {
             let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             for (key, value) in [
                 ("member_id", ids.member_id.clone()),
@@ -256,8 +256,7 @@ impl Home {
             tx.execute_batch("ANALYZE")?;
             tx.commit()?;
             Ok(())
-        });
-        installed?;
+        })?;
         writer.ids = Some(ids.clone());
         writer.spaces.insert(
             SpaceKind::Personal,
