@@ -266,7 +266,9 @@ const MIGRATIONS: &[&str] = &[
     //    instead of a text primary key (the same constraint and lookups, but an index a
     //    join can drop and build again). With no index left on them, a table that a
     //    snapshot carries as SQLite pages is copied in page order, record by record
-    //    without decoding any (SQLite's transfer optimization): the bulk of a join.
+    //    without decoding any (SQLite's transfer optimization): the bulk of a join. Their
+    //    computed `data` has no declared type, so that checking a snapshot's copy of these
+    //    tables (`quick_check`) does not compute it for every row: it is text either way.
     r#"
     CREATE TABLE touchpoints_v6 (
         id TEXT NOT NULL,
@@ -277,7 +279,7 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT,
         archived INTEGER NOT NULL,
         note TEXT NOT NULL,
-        data TEXT GENERATED ALWAYS AS (json_object(
+        data GENERATED ALWAYS AS (json_object(
             'id', id, 'partner_id', partner_id, 'member_id', member_id, 'kind', kind,
             'at', at, 'outcome', outcome, 'note', note,
             'archived', json(iif(archived, 'true', 'false'))
@@ -304,7 +306,7 @@ const MIGRATIONS: &[&str] = &[
         payer_category TEXT,
         modality TEXT,
         concerns TEXT NOT NULL,
-        data TEXT GENERATED ALWAYS AS (json_object(
+        data GENERATED ALWAYS AS (json_object(
             'id', id, 'partner_id', partner_id, 'member_id', member_id,
             'direction', direction, 'at', at, 'concerns', json(concerns),
             'age_band', age_band, 'payer_category', payer_category, 'modality', modality,
@@ -336,7 +338,7 @@ const MIGRATIONS: &[&str] = &[
         snoozed INTEGER NOT NULL,
         auto INTEGER NOT NULL,
         attempt INTEGER NOT NULL,
-        data TEXT GENERATED ALWAYS AS (json_object(
+        data GENERATED ALWAYS AS (json_object(
             'id', id, 'partner_id', partner_id, 'member_id', member_id, 'due', due,
             'done_at', done_at, 'cadence_days', cadence_days, 'reason', reason,
             'status', status, 'snoozed', snoozed,
