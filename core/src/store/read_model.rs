@@ -641,9 +641,11 @@ pub fn export_tables(conn: &mut Connection) -> Result<Vec<u8>> {
         conn,
         |conn| {
             for (table, sql) in BULK_COLLECTIONS.iter().zip(&definitions) {
-                let sql = sql
-                    .strip_prefix("CREATE TABLE ")
-                    .ok_or_else(|| crate::Error::Conflict(format!("{table}'s definition")))?;
+                let sql = sql.strip_prefix("CREATE TABLE ").ok_or_else(|| {
+                    crate::Error::Conflict(format!(
+                        "the definition of {table} is not a CREATE TABLE statement"
+                    ))
+                })?;
                 conn.execute_batch(&format!("CREATE TABLE {SNAPSHOT_TABLES}.{sql}"))?;
                 conn.execute_batch(&format!(
                     "INSERT INTO {SNAPSHOT_TABLES}.{table} SELECT * FROM main.{table}"
@@ -700,8 +702,6 @@ fn check_tables(image: &[u8], definitions: &[String]) -> Result<()> {
         }
         found.push((name, sql.unwrap_or_default()));
     }
-    drop(rows);
-    drop(stmt);
     found.sort();
     let mut wanted: Vec<(String, String)> = BULK_COLLECTIONS
         .iter()
@@ -755,11 +755,14 @@ pub fn with_tables<T>(
 
 /// Copies the attached snapshot tables' records into the (emptied, index-free) bulk
 /// tables: SQLite's transfer optimization moves each record as it is, in page order.
+/// `SELECT *` also yields the computed `data`, so should the optimization not apply the
+/// statement fails (one value too many) rather than quietly taking the slow path.
 fn copy_tables(conn: &Connection) -> Result<()> {
     for table in BULK_COLLECTIONS {
         conn.execute_batch(&format!(
             "INSERT INTO main.{table} SELECT * FROM {SNAPSHOT_TABLES}.{table}"
-        ))?;
+        ))
+        .map_err(|e| crate::Error::Sync(format!("the snapshot's {table} cannot be copied: {e}")))?;
     }
     Ok(())
 }
