@@ -840,6 +840,25 @@ fn a_damaged_or_foreign_tables_image_is_refused_and_leaves_nothing() {
         conn.serialize("main").unwrap().to_vec()
     };
     let note_column = "note TEXT NOT NULL,";
+    // The touchpoints' definition, and the same without the computed column (whose value
+    // SQLite would compute, and refuse, while a test plants binary data in a row).
+    let touchpoints_sql: String = {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.deserialize_read_exact("main", image.as_slice(), image.len(), true)
+            .unwrap();
+        conn.query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'touchpoints'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let stored_only = format!(
+        "{}\n    )",
+        &touchpoints_sql[..touchpoints_sql.find(",\n        data GENERATED").unwrap()]
+    )
+    .replace('\'', "''");
+    let touchpoints_sql = touchpoints_sql.replace('\'', "''");
     // The same tables and rows in a database that keeps its text as UTF-16.
     let utf16 = {
         let mut good = rusqlite::Connection::open_in_memory().unwrap();
@@ -927,6 +946,18 @@ fn a_damaged_or_foreign_tables_image_is_refused_and_leaves_nothing() {
             "UNIQUE constraint failed: touchpoints.id",
         ),
         ("text in UTF-16", utf16, "text encoding"),
+        (
+            "binary data in a text column",
+            altered(&format!(
+                "PRAGMA writable_schema = ON;
+                 UPDATE sqlite_schema SET sql = '{stored_only}' WHERE name = 'touchpoints';
+                 PRAGMA writable_schema = RESET;
+                 UPDATE touchpoints SET note = x'00ff' WHERE rowid = 2;
+                 PRAGMA writable_schema = ON;
+                 UPDATE sqlite_schema SET sql = '{touchpoints_sql}' WHERE name = 'touchpoints';"
+            )),
+            "a row of touchpoints holds binary data",
+        ),
     ];
     for (case, image, expected) in cases {
         let mut damaged = snapshot.clone();

@@ -722,6 +722,35 @@ fn check_tables(image: &[u8], definitions: &[String]) -> Result<()> {
     if check != ["ok"] {
         return Err(refused(&check.join("; ")));
     }
+    // `quick_check` lets a text or number column of an ordinary table hold a blob, which
+    // none of these columns ever holds and which would leave the row unreadable.
+    for table in BULK_COLLECTIONS {
+        let columns: Vec<String> = conn
+            .prepare(&format!(
+                "SELECT name FROM {SNAPSHOT_TABLES}.pragma_table_info('{table}')"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(sqlite)?;
+        let any_blob = columns
+            .iter()
+            .map(|c| format!("typeof(\"{c}\") = 'blob'"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let blob = conn
+            .query_row(
+                &format!("SELECT 1 FROM {SNAPSHOT_TABLES}.{table} WHERE {any_blob} LIMIT 1"),
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(sqlite)?;
+        if blob.is_some() {
+            return Err(refused(&format!("a row of {table} holds binary data")));
+        }
+    }
     Ok(())
 }
 
