@@ -620,11 +620,10 @@ fn bulk_definitions(conn: &Connection) -> Result<Vec<String>> {
 /// detaching it afterwards whatever `f` returns.
 fn with_attached<T>(
     conn: &mut Connection,
-    fill: impl FnOnce(&mut Connection) -> Result<()>,
     f: impl FnOnce(&mut Connection) -> Result<T>,
 ) -> Result<T> {
     conn.execute_batch(&format!("ATTACH ':memory:' AS {SNAPSHOT_TABLES}"))?;
-    let result = fill(conn).and_then(|()| f(conn));
+    let result = f(conn);
     let detached = conn.execute_batch(&format!("DETACH {SNAPSHOT_TABLES}"));
     let value = result?;
     detached?;
@@ -637,24 +636,20 @@ fn with_attached<T>(
 /// several times faster than writing the rows from JSON.
 pub fn export_tables(conn: &mut Connection) -> Result<Vec<u8>> {
     let definitions = bulk_definitions(conn)?;
-    with_attached(
-        conn,
-        |conn| {
-            for (table, sql) in BULK_COLLECTIONS.iter().zip(&definitions) {
-                let sql = sql.strip_prefix("CREATE TABLE ").ok_or_else(|| {
-                    crate::Error::Conflict(format!(
-                        "the definition of {table} is not a CREATE TABLE statement"
-                    ))
-                })?;
-                conn.execute_batch(&format!("CREATE TABLE {SNAPSHOT_TABLES}.{sql}"))?;
-                conn.execute_batch(&format!(
-                    "INSERT INTO {SNAPSHOT_TABLES}.{table} SELECT * FROM main.{table}"
-                ))?;
-            }
-            Ok(())
-        },
-        |conn| Ok(conn.serialize(SNAPSHOT_TABLES)?.to_vec()),
-    )
+    with_attached(conn, |conn| {
+        for (table, sql) in BULK_COLLECTIONS.iter().zip(&definitions) {
+            let sql = sql.strip_prefix("CREATE TABLE ").ok_or_else(|| {
+                crate::Error::Conflict(format!(
+                    "the definition of {table} is not a CREATE TABLE statement"
+                ))
+            })?;
+            conn.execute_batch(&format!("CREATE TABLE {SNAPSHOT_TABLES}.{sql}"))?;
+            conn.execute_batch(&format!(
+                "INSERT INTO {SNAPSHOT_TABLES}.{table} SELECT * FROM main.{table}"
+            ))?;
+        }
+        Ok(conn.serialize(SNAPSHOT_TABLES)?.to_vec())
+    })
 }
 
 /// Checks a snapshot's tables image (from [`export_tables`]) attached, as [`with_tables`]
@@ -686,21 +681,25 @@ fn check_tables(image: &[u8], definitions: &[String]) -> Result<()> {
     let mut found = Vec::new();
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT type, name, tbl_name, sql FROM {SNAPSHOT_TABLES}.sqlite_schema"
+            "SELECT type, name, tbl_name, coalesce(sql, '') FROM {SNAPSHOT_TABLES}.sqlite_schema"
         ))
         .map_err(sqlite)?;
-    let mut rows = stmt.query([]).map_err(sqlite)?;
-    while let Some(row) = rows.next().map_err(sqlite)? {
-        let (kind, name, table, sql): (String, String, String, Option<String>) = (
-            row.get(0).map_err(sqlite)?,
-            row.get(1).map_err(sqlite)?,
-            row.get(2).map_err(sqlite)?,
-            row.get(3).map_err(sqlite)?,
-        );
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(sqlite)?;
+    for (kind, name, table, sql) in rows {
         if kind != "table" || name != table {
             return Err(refused(&format!("it holds the {kind} {name}")));
         }
-        found.push((name, sql.unwrap_or_default()));
+        found.push((name, sql));
     }
     found.sort();
     let mut wanted: Vec<(String, String)> = BULK_COLLECTIONS
@@ -712,28 +711,18 @@ fn check_tables(image: &[u8], definitions: &[String]) -> Result<()> {
     if found != wanted {
         return Err(refused("its tables are not the ones this device keeps"));
     }
-    let check = conn
-        .prepare(&format!("PRAGMA {SNAPSHOT_TABLES}.quick_check"))
-        .and_then(|mut stmt| {
-            stmt.query_map([], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .map_err(sqlite)?;
+    let check = texts(&conn, &format!("PRAGMA {SNAPSHOT_TABLES}.quick_check")).map_err(sqlite)?;
     if check != ["ok"] {
         return Err(refused(&check.join("; ")));
     }
     // `quick_check` lets a text or number column of an ordinary table hold a blob, which
     // none of these columns ever holds and which would leave the row unreadable.
     for table in BULK_COLLECTIONS {
-        let columns: Vec<String> = conn
-            .prepare(&format!(
-                "SELECT name FROM {SNAPSHOT_TABLES}.pragma_table_info('{table}')"
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(sqlite)?;
+        let columns = texts(
+            &conn,
+            &format!("SELECT name FROM {SNAPSHOT_TABLES}.pragma_table_info('{table}')"),
+        )
+        .map_err(sqlite)?;
         let any_blob = columns
             .iter()
             .map(|c| format!("typeof(\"{c}\") = 'blob'"))
@@ -754,6 +743,11 @@ fn check_tables(image: &[u8], definitions: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The first column of every row `sql` returns, as text.
+fn texts(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(sql)?.query_map([], |r| r.get(0))?.collect()
+}
+
 /// Runs `f` with a snapshot's tables image (from [`export_tables`]), once checked, attached
 /// for [`install`] to copy from; it is detached afterwards in every case. Without an image
 /// in `records`, this is `f(conn)`.
@@ -766,20 +760,12 @@ pub fn with_tables<T>(
         return f(conn);
     };
     check_tables(image, &bulk_definitions(conn)?)?;
-    with_attached(
-        conn,
+    with_attached(conn, |conn| {
         // Writable only because an IMMEDIATE transaction opens a write transaction on
         // every attached database; nothing writes to it.
-        |conn| {
-            Ok(conn.deserialize_read_exact(
-                SNAPSHOT_TABLES,
-                image.as_slice(),
-                image.len(),
-                false,
-            )?)
-        },
-        |conn| f(conn),
-    )
+        conn.deserialize_read_exact(SNAPSHOT_TABLES, image.as_slice(), image.len(), false)?;
+        f(conn)
+    })
 }
 
 /// Copies the attached snapshot tables' records into the (emptied, index-free) bulk
