@@ -11,6 +11,7 @@ pub mod codes;
 pub mod frames;
 pub mod identity;
 pub mod ids;
+pub mod membership;
 pub mod tls;
 
 pub use ids::{DeviceId, SpaceId};
