@@ -9,7 +9,7 @@ use rapport_core::exchange::{ExportFormat, ImportOptions};
 use rapport_core::insights::matching::Need;
 use rapport_core::insights::reciprocity::LedgerBy;
 use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter};
-use rapport_core::sync::client;
+use rapport_core::sync as client;
 use rapport_core::vocab::{
     AgeBand, Direction, PartnerKind, PayerCategory, ReferralOutcome, ReferralStatus, StreamKind,
     TouchpointKind, TouchpointOutcome,
@@ -19,8 +19,8 @@ use serde_json::json;
 
 use crate::output::{cell, show};
 use crate::{
-    Cli, Command, DevicesCommand, FollowupCommand, MeCommand, PartnerCommand, PartnerFields,
-    ReferralCommand, RelayCommand,
+    Cli, Command, DevicesCommand, FollowupCommand, InviteCommand, MeCommand, PartnerCommand,
+    PartnerFields, ReferralCommand, RelayCommand,
 };
 
 fn home_dir(cli: &Cli) -> Result<PathBuf> {
@@ -272,7 +272,18 @@ pub fn run(cli: Cli) -> Result<()> {
             let report = runtime()?.block_on(client::connect_practice(&home, &code))?;
             println!("Connected. {} piece(s) pushed.", report.pushed);
         }
-        Command::Invite { role, expires } => {
+        Command::Invite {
+            action: Some(InviteCommand::Revoke { id }),
+            ..
+        } => {
+            let revoked = runtime()?.block_on(client::revoke_invite(&home, &id))?;
+            println!("Revoked invite {revoked}: nobody can join with it now.");
+        }
+        Command::Invite {
+            action: None,
+            role,
+            expires,
+        } => {
             let role = match role.as_str() {
                 "member" => rapport_wire::frames::Role::Member,
                 "admin" => rapport_wire::frames::Role::Admin,
@@ -340,19 +351,40 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Devices { action: None } => {
-            let devices = runtime()?.block_on(client::devices(&home))?;
-            let rows: Vec<serde_json::Value> = devices
-                .iter()
-                .map(|d| json!({ "device_id": d.device.to_string(), "role": d.role.code(), "joined_at": d.joined_at, "removed": d.removed_at.is_some() }))
-                .collect();
-            show(json, &rows, |rows| {
-                for r in rows {
+            let known = runtime()?.block_on(client::devices(&home))?;
+            show(json, &known, |known| {
+                for d in &known.devices {
                     println!(
-                        "{}  {:<7} {}",
-                        r["device_id"].as_str().unwrap_or_default(),
-                        r["role"].as_str().unwrap_or_default(),
-                        if r["removed"] == true { "removed" } else { "" }
+                        "{}  {:<7} {:<24} {}{}",
+                        d.device_id,
+                        d.role,
+                        d.member_name,
+                        if d.removed_at.is_some() {
+                            "removed"
+                        } else {
+                            ""
+                        },
+                        if d.this_device { "(this device)" } else { "" },
                     );
+                }
+                if !known.invites.is_empty() {
+                    println!("pending invites:");
+                    for i in &known.invites {
+                        println!(
+                            "{}  {:<7} made by {} ({}), expires {}",
+                            i.id,
+                            i.role,
+                            if i.created_by_name.is_empty() {
+                                &i.created_by
+                            } else {
+                                &i.created_by_name
+                            },
+                            &i.created_by[..8.min(i.created_by.len())],
+                            jiff::Timestamp::from_second(i.expires_at)
+                                .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+                                .unwrap_or_default(),
+                        );
+                    }
                 }
             })?;
         }
@@ -360,7 +392,9 @@ pub fn run(cli: Cli) -> Result<()> {
             action: Some(DevicesCommand::Remove { id }),
         } => {
             let epoch = runtime()?.block_on(client::remove_device(&home, &id))?;
-            println!("Removed. The practice key moved to epoch {epoch}.");
+            println!(
+                "Removed: the device is refused on every space of the practice, and the practice key moved to epoch {epoch}."
+            );
         }
         Command::Import {
             format,

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use rapport_core::insights::reciprocity::LedgerBy;
 use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerFilter};
-use rapport_core::sync::client;
+use rapport_core::sync as client;
 use rapport_core::vocab::{
     AgeBand, Direction, PartnerKind, PayerCategory, StreamKind, TouchpointKind, TouchpointOutcome,
 };

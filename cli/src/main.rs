@@ -205,10 +205,14 @@ pub enum Command {
     /// Example: rapport relay connect RAPPORT-SETUP-...
     #[command(subcommand)]
     Relay(RelayCommand),
-    /// Creates an invite code for a colleague (owner or admin).
+    /// Creates an invite code for a colleague (owner or admin), or revokes one.
     ///
     /// Example: rapport invite --role member --expires 7d
+    #[command(args_conflicts_with_subcommands = true)]
     Invite {
+        /// `revoke ID` to revoke a pending invite.
+        #[command(subcommand)]
+        action: Option<InviteCommand>,
         /// member or admin.
         #[arg(long, default_value = "member")]
         role: String,
@@ -234,7 +238,7 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Lists the practice's devices, or removes one.
+    /// Lists the practice's devices and pending invites, or removes a device.
     ///
     /// Example: rapport devices --json
     Devices {
@@ -410,6 +414,18 @@ pub enum RelayCommand {
     Connect {
         /// The setup code (RAPPORT-SETUP-...).
         code: String,
+    },
+}
+
+/// `rapport invite ...`
+#[derive(Subcommand)]
+pub enum InviteCommand {
+    /// Revokes a pending invite (owner, admin, or the device that made it).
+    ///
+    /// Example: rapport invite revoke 1a2b3c4d
+    Revoke {
+        /// The invite's id, or its start (see `rapport devices`).
+        id: String,
     },
 }
 

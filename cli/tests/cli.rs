@@ -302,7 +302,12 @@ fn two_homes_sync_through_a_real_relay_process() {
         .collect();
     assert_eq!(names, vec!["From Ben", "Shared Partner"]);
     let devices = json(rapport(a).arg("devices"));
-    assert_eq!(devices.as_array().unwrap().len(), 2);
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        devices["invites"].as_array().unwrap().len(),
+        0,
+        "the used invite is no longer pending: {devices}"
+    );
     let status = json(rapport(a).arg("status"));
     assert_eq!(status["sync"]["unpushed_changes"], false);
     // Background sync until interrupted.

@@ -100,6 +100,10 @@ pub enum Error {
     /// Syncing with the relay failed; what to do is in the message.
     #[error("sync: {0}")]
     Sync(String),
+    /// An invariant of this build broke (a bug, or a home changed by hand): not the
+    /// user's doing, and not a conflict they can resolve.
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
     /// SQLite failed.
     #[error("storage error: {0}")]
     Storage(#[from] rusqlite::Error),
@@ -156,6 +160,9 @@ pub enum RapportError {
     /// The object was closed; open the home again.
     #[error("{0}")]
     Closed(String),
+    /// A fault inside Rapport (a bug): report it.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<Error> for RapportError {
@@ -174,6 +181,10 @@ impl From<Error> for RapportError {
                 RapportError::InvalidData(message)
             }
             Error::Sync(_) => RapportError::Sync(message),
+            Error::Internal(_) => {
+                tracing::error!(error = %message, "internal fault under the FFI");
+                RapportError::Internal(message)
+            }
             Error::Storage(_) | Error::Document(_) | Error::Io { .. } => {
                 // The one place internal failures are logged; user input never reaches here.
                 tracing::warn!(error = %message, "storage failure under the FFI");

@@ -15,6 +15,7 @@ mod home;
 pub mod insights;
 pub mod model;
 pub mod privacy;
+pub mod sealed;
 pub mod store;
 pub mod sync;
 pub mod validate;
@@ -24,7 +25,10 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use doc::SpaceKind;
 pub use error::{Error, RapportError, Result};
 pub use events::{ChangeEvent, ChangeListener, ChangedEntity, Origin, Subscription};
-pub use home::{Batch, Home, HomeOptions, JoinedVia, MergeOutcome, RelayInfo, SyncPosition};
+pub use home::{
+    Batch, Home, HomeOptions, JoinedVia, MergeOutcome, RelayInfo, SpaceJoin, SyncPosition,
+    VerifiedLog,
+};
 pub use validate::Day;
 
 #[cfg(feature = "uniffi")]

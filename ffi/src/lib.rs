@@ -15,7 +15,7 @@ mod sync;
 pub use error::{RapportError, Result};
 pub use home::RapportHome;
 pub use listeners::{ChangeListener, ListenerHandle, SyncHandle, SyncStatusListener};
-pub use sync::{Device, InviteRole};
+pub use sync::InviteRole;
 
 uniffi::setup_scaffolding!("rapport");
 

@@ -5,9 +5,9 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use rapport_core::model::Identity;
-use rapport_core::sync::client::{self, SyncReport};
 use rapport_core::sync::engine::SyncStatus;
 use rapport_core::sync::service::SyncService;
+use rapport_core::sync::{self as client, Devices, SyncReport};
 use rapport_wire::frames::Role;
 
 use crate::error::{RapportError, Result};
@@ -22,21 +22,6 @@ pub enum InviteRole {
     Member,
     /// Also invites and removes devices.
     Admin,
-}
-
-/// A device of the practice as the relay knows it.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct Device {
-    /// Device id (32 hex characters).
-    pub device_id: String,
-    /// `owner`, `admin` or `member`.
-    pub role: String,
-    /// When it joined, seconds since the Unix epoch.
-    pub joined_at: i64,
-    /// Whether it was removed.
-    pub removed: bool,
-    /// Whether it is the device making the call.
-    pub this_device: bool,
 }
 
 /// Background sync of one home: the running service's handle and the last status.
@@ -90,28 +75,24 @@ impl RapportHome {
         run(async move { client::join(&home, &invite_code, &member_name).await }).await
     }
 
-    /// The practice's devices as the relay knows them.
-    pub async fn devices(&self) -> Result<Vec<Device>> {
+    /// The practice's devices and pending invites, as its membership log says (fetched
+    /// from the relay and verified on this device).
+    pub async fn devices(&self) -> Result<Devices> {
         let home = self.home()?;
-        let me = home.device_id()?;
-        let devices = run(async move { client::devices(&home).await }).await?;
-        Ok(devices
-            .into_iter()
-            .map(|d| Device {
-                device_id: d.device.to_string(),
-                role: d.role.code().to_string(),
-                joined_at: d.joined_at,
-                removed: d.removed_at.is_some(),
-                this_device: d.device.to_string() == me,
-            })
-            .collect())
+        run(async move { client::devices(&home).await }).await
     }
 
-    /// Removes a device (owner or admin): the relay refuses it at once and the practice
-    /// moves to a new key epoch, returned.
+    /// Removes a device (owner or admin): it is refused on every space of the practice
+    /// at once and the practice moves to a new key epoch, returned.
     pub async fn remove_device(&self, device_id: String) -> Result<u32> {
         let home = self.home()?;
         run(async move { client::remove_device(&home, &device_id).await }).await
+    }
+
+    /// Revokes a pending invite by its id (or an unambiguous start of it); returns the id.
+    pub async fn revoke_invite(&self, invite_id: String) -> Result<String> {
+        let home = self.home()?;
+        run(async move { client::revoke_invite(&home, &invite_id).await }).await
     }
 
     /// Runs one sync round now.

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use rapport_wire::frames::{
     CLOSE_BUSY, CLOSE_REMOVED, CLOSE_SHUTDOWN, Entry, ErrorCode, FrameError, MAX_BLOB,
-    MAX_ENVELOPES, MAX_FRAME, MAX_INLINE, MAX_PULL, MAX_SNAPSHOT, Request, Response, Role,
+    MAX_FIRST_FRAME, MAX_FRAME, MAX_INLINE, MAX_PULL, MAX_SNAPSHOT, Request, Response, Role,
     read_frame, write_frame,
 };
 use rapport_wire::identity::Identity;
+use rapport_wire::membership::{self, Op};
 use rapport_wire::tls::{ServerLimits, peer_device, server_config};
 use rapport_wire::{DeviceId, SUPPORTED_VERSIONS, SpaceId};
 use tokio::sync::{Semaphore, broadcast};
@@ -270,7 +271,16 @@ async fn stream_task(
     // Reading a request is not yet a request in flight: shutdown does not wait for it.
     let read = tokio::time::timeout(
         state.config.request_timeout,
-        read_frame::<_, Request>(&mut recv, MAX_FRAME),
+        // Until its Hello is answered, a connection may send only a small frame: a
+        // stranger cannot make the relay hold megabytes for it.
+        read_frame::<_, Request>(
+            &mut recv,
+            if hello.load(Ordering::Acquire) {
+                MAX_FRAME
+            } else {
+                MAX_FIRST_FRAME
+            },
+        ),
     );
     let read = tokio::select! {
         read = read => read,
@@ -315,9 +325,7 @@ async fn stream_task(
                 }
                 None => refused(
                     ErrorCode::UnsupportedVersion,
-                    format!(
-                        "this relay speaks protocol versions {SUPPORTED_VERSIONS:?}; update Rapport"
-                    ),
+                    rapport_wire::version_mismatch(&versions, SUPPORTED_VERSIONS),
                 ),
             }
         }
@@ -372,26 +380,15 @@ async fn read<T: Send + 'static>(
 }
 
 async fn member(state: &State, space: SpaceId, device: DeviceId) -> Outcome<Role> {
-    read(state, move |s| s.role(space, device))
-        .await?
-        .ok_or_else(|| {
-            Refusal::new(
-                ErrorCode::NotMember,
-                "this device is not a member of that space",
-            )
-        })
-}
-
-async fn manager(state: &State, space: SpaceId, device: DeviceId) -> Outcome<Role> {
-    let role = member(state, space, device).await?;
-    if role.can_manage() {
-        Ok(role)
-    } else {
-        Err(Refusal::new(
-            ErrorCode::Forbidden,
-            "only an owner or admin of the space can do that",
-        ))
+    if let Some(role) = read(state, move |s| s.role(space, device)).await? {
+        return Ok(role);
     }
+    // A space from before membership logs says what its devices must do.
+    read(state, move |s| s.log_state(space)).await?;
+    Err(Refusal::new(
+        ErrorCode::NotMember,
+        "this device is not a member of that space",
+    ))
 }
 
 async fn handle(state: &State, device: DeviceId, request: Request) -> Outcome<Response> {
@@ -405,70 +402,79 @@ async fn handle(state: &State, device: DeviceId, request: Request) -> Outcome<Re
         }
         Request::Register {
             setup_token,
-            space,
-            x25519,
+            genesis,
         } => {
             let write = Write::Register {
                 token_hash: token_hash(&setup_token),
-                space,
                 device,
-                x25519,
+                genesis,
             };
             state.store.write(write).await.map(admitted)
         }
-        Request::CreateSpace { space, x25519 } => state
+        Request::CreateSpace { genesis } => state
             .store
-            .write(Write::CreateSpace {
-                space,
-                device,
-                x25519,
-            })
+            .write(Write::CreateSpace { device, genesis })
             .await
             .map(admitted),
-        Request::CreateInvite {
-            space,
-            role,
-            ttl_secs,
-        } => {
-            manager(state, space, device).await?;
-            if role == Role::Owner {
-                return Err(Refusal::new(
-                    ErrorCode::BadRequest,
-                    "an invite can make an admin or a member, not an owner",
-                ));
+        Request::Adopt { genesis } => state
+            .store
+            .write(Write::Adopt { device, genesis })
+            .await
+            .map(admitted),
+        Request::AppendOp { space, op } => {
+            let removes = op
+                .open()
+                .ok()
+                .and_then(|body| match body.op {
+                    Op::Remove { devices, .. } => Some(devices),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            match state
+                .store
+                .write(Write::AppendOp { space, device, op })
+                .await?
+            {
+                Written::Appended(len) => {
+                    for removed in removes {
+                        close_device(state, removed);
+                        tracing::info!(%space, %removed, by = %device, "device removed");
+                    }
+                    Ok(Response::Appended { len })
+                }
+                _ => Err(Refusal::new(ErrorCode::Internal, "unexpected store answer")),
             }
-            let ttl = ttl_secs
-                .min(state.config.max_invite_ttl.as_secs())
-                .max(state.config.min_invite_ttl.as_secs());
-            let token: [u8; 32] = rand::random();
-            let expires_at = now() + i64::try_from(ttl).unwrap_or(i64::MAX / 2);
-            let write = Write::CreateInvite {
-                token_hash: token_hash(&token),
-                space,
-                role,
-                created_by: device,
-                expires_at,
-            };
-            state.store.write(write).await?;
-            Ok(Response::Invite {
-                token: token.to_vec(),
-                expires_at,
-            })
         }
-        Request::Join {
+        Request::GetLog {
             space,
-            token,
-            x25519,
-        } => state
-            .store
-            .write(Write::Join {
-                token_hash: token_hash(&token),
-                space,
-                device,
-                x25519,
-            })
-            .await
-            .map(admitted),
+            from,
+            invite,
+        } => {
+            if member(state, space, device).await.is_err() {
+                // A device joining with an invite proves it holds the invite's secret.
+                let log = read(state, move |s| s.log_state(space)).await?;
+                let pending = invite.as_ref().and_then(|i| log.invites.get(&i.invite));
+                let proven = match (invite.as_ref(), pending) {
+                    (Some(read), Some(pending)) => {
+                        pending.expires_at >= now()
+                            && ring_verify(
+                                &pending.keys.signing,
+                                &membership::read_message(space, device),
+                                &read.signature,
+                            )
+                    }
+                    _ => false,
+                };
+                if !proven {
+                    return Err(Refusal::new(
+                        ErrorCode::NotMember,
+                        "this device is not a member of that space and holds no pending invite to it (used, expired, revoked, or ended with its creator)",
+                    ));
+                }
+            }
+            let (ops, len) = read(state, move |s| s.log(space, from)).await?;
+            Ok(Response::Log { ops, len })
+        }
         Request::Push {
             space,
             epoch,
@@ -559,68 +565,23 @@ async fn handle(state: &State, device: DeviceId, request: Request) -> Outcome<Re
         }
         Request::Prune { space, through } => {
             member(state, space, device).await?;
-            state.store.write(Write::Prune { space, through }).await?;
-            Ok(Response::Ok)
-        }
-        Request::ListMembers { space } => {
-            member(state, space, device).await?;
-            Ok(Response::Members(
-                read(state, move |s| s.members(space)).await?,
-            ))
-        }
-        Request::RemoveDevice {
-            space,
-            device: target,
-        } => {
-            let role = manager(state, space, device).await?;
-            let target_role = read(state, move |s| s.role(space, target)).await?;
-            if target_role == Some(Role::Owner) && role != Role::Owner {
-                return Err(Refusal::new(
-                    ErrorCode::Forbidden,
-                    "an admin cannot remove the owner",
-                ));
-            }
             state
                 .store
-                .write(Write::RemoveDevice {
+                .write(Write::Prune {
                     space,
-                    device: target,
-                })
-                .await?;
-            close_device(state, target);
-            tracing::info!(%space, removed = %target, by = %device, "device removed");
-            Ok(Response::Ok)
-        }
-        Request::PutKeyEnvelopes {
-            space,
-            epoch,
-            envelopes,
-        } => {
-            if envelopes.len() > MAX_ENVELOPES {
-                return Err(Refusal::new(
-                    ErrorCode::TooLarge,
-                    format!("at most {MAX_ENVELOPES} envelopes"),
-                ));
-            }
-            manager(state, space, device).await?;
-            state
-                .store
-                .write(Write::PutKeyEnvelopes {
-                    space,
-                    epoch,
-                    sender: device,
-                    envelopes,
+                    device,
+                    through,
                 })
                 .await?;
             Ok(Response::Ok)
-        }
-        Request::GetKeyEnvelopes { space, since_epoch } => {
-            member(state, space, device).await?;
-            Ok(Response::KeyEnvelopes(
-                read(state, move |s| s.key_envelopes(space, device, since_epoch)).await?,
-            ))
         }
     }
+}
+
+fn ring_verify(public: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+        .verify(message, signature)
+        .is_ok()
 }
 
 /// Closes every open connection of a removed device at once.
@@ -645,6 +606,17 @@ async fn subscribe(
     spaces: Vec<SpaceId>,
     mut send: quinn::SendStream,
 ) {
+    if spaces.is_empty() {
+        let _ = respond(
+            &mut send,
+            &refused(
+                ErrorCode::BadRequest,
+                "a subscription names at least one space",
+            ),
+        )
+        .await;
+        return;
+    }
     if spaces.len() > 64 {
         let _ = respond(
             &mut send,

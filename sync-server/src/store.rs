@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use rapport_wire::frames::{
-    Entry, ErrorCode, KeyEnvelope, MAX_PULL_BYTES, MemberInfo, Role, Snapshot,
-};
+use rapport_wire::frames::{Entry, ErrorCode, MAX_LOG_PAGE, MAX_PULL_BYTES, Role, Snapshot};
+use rapport_wire::membership::{LogState, Op, SignedOp, SpaceKind};
 use rapport_wire::{DeviceId, SpaceId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+
+use crate::membership;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "relay.db";
@@ -29,6 +30,9 @@ const GROUP_MAX: usize = 256;
 /// Personal spaces one device may create.
 pub const MAX_SPACES_PER_DEVICE: i64 = 8;
 
+/// The schema's version (`user_version`): 2 since membership logs.
+const SCHEMA_VERSION: i64 = 2;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS setup_codes (
@@ -36,17 +40,18 @@ CREATE TABLE IF NOT EXISTS setup_codes (
 );
 CREATE TABLE IF NOT EXISTS spaces (
     id BLOB PRIMARY KEY, created_at INTEGER NOT NULL, created_by BLOB NOT NULL,
-    head INTEGER NOT NULL DEFAULT 0, pruned_through INTEGER NOT NULL DEFAULT 0
+    head INTEGER NOT NULL DEFAULT 0, pruned_through INTEGER NOT NULL DEFAULT 0, practice BLOB
 );
+CREATE INDEX IF NOT EXISTS spaces_by_practice ON spaces(practice);
+CREATE TABLE IF NOT EXISTS membership_log (
+    space BLOB NOT NULL, seq INTEGER NOT NULL, op BLOB NOT NULL, PRIMARY KEY (space, seq)
+);
+CREATE TABLE IF NOT EXISTS log_states (space BLOB PRIMARY KEY, state BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS memberships (
-    space BLOB NOT NULL, device BLOB NOT NULL, role TEXT NOT NULL, x25519 BLOB NOT NULL,
-    joined_at INTEGER NOT NULL, removed_at INTEGER, PRIMARY KEY (space, device)
+    space BLOB NOT NULL, device BLOB NOT NULL, role TEXT NOT NULL, joined_at INTEGER NOT NULL,
+    PRIMARY KEY (space, device)
 );
-CREATE INDEX IF NOT EXISTS memberships_by_device ON memberships(device);
-CREATE TABLE IF NOT EXISTS invites (
-    token_hash BLOB PRIMARY KEY, space BLOB NOT NULL, role TEXT NOT NULL, created_by BLOB NOT NULL,
-    created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
-);
+CREATE INDEX IF NOT EXISTS memberships_of_device ON memberships(device);
 CREATE TABLE IF NOT EXISTS log (
     space BLOB NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
     client_msg_id BLOB NOT NULL, received_at INTEGER NOT NULL, blob BLOB NOT NULL,
@@ -57,11 +62,44 @@ CREATE TABLE IF NOT EXISTS snapshots (
     space BLOB PRIMARY KEY, covers INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
     created_at INTEGER NOT NULL, blob BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS key_envelopes (
-    space BLOB NOT NULL, epoch INTEGER NOT NULL, device BLOB NOT NULL, sealed BLOB NOT NULL,
-    created_by BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (space, epoch, device)
-);
 "#;
+
+/// A database from protocol 1: memberships and key envelopes the relay handed out
+/// become a record of who registered each space (`legacy_memberships`), so that the
+/// device that connected a practice can give it a membership log (`Adopt`); invites and
+/// key envelopes, which carried the relay's word, are dropped.
+const FROM_V1: &str = r#"
+ALTER TABLE memberships RENAME TO legacy_memberships;
+DROP INDEX IF EXISTS memberships_by_device;
+DROP TABLE IF EXISTS invites;
+DROP TABLE IF EXISTS key_envelopes;
+ALTER TABLE spaces ADD COLUMN practice BLOB;
+"#;
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "relay.db was written by a newer rapport-relay (schema {version}, this one knows {SCHEMA_VERSION}); update rapport-relay"
+        )));
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let v1: bool = version < 2
+        && tx.query_row(
+            "SELECT count(*) FROM pragma_table_info('memberships') WHERE name = 'x25519'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
+    if v1 {
+        tracing::info!(
+            "upgrading relay.db from protocol 1: spaces keep their logs and snapshots; their devices move to membership logs"
+        );
+        tx.execute_batch(FROM_V1)?;
+    }
+    tx.execute_batch(SCHEMA)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
 
 /// A refusal: a code the device can act on and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,49 +154,37 @@ pub enum Write {
         /// SHA-256 of the token.
         token_hash: Vec<u8>,
     },
-    /// Registers a space with a setup token.
+    /// Registers a practice with a setup token and its log's genesis.
     Register {
         /// SHA-256 of the token.
         token_hash: Vec<u8>,
-        /// The space.
-        space: SpaceId,
         /// The device.
         device: DeviceId,
-        /// Its X25519 key.
-        x25519: [u8; 32],
+        /// The genesis operation.
+        genesis: SignedOp,
     },
-    /// Creates a space owned by an admitted device.
+    /// Registers a personal space of a practice member.
     CreateSpace {
-        /// The space.
-        space: SpaceId,
         /// The device.
         device: DeviceId,
-        /// Its X25519 key.
-        x25519: [u8; 32],
+        /// The genesis operation.
+        genesis: SignedOp,
     },
-    /// Stores an invite.
-    CreateInvite {
-        /// SHA-256 of the token.
-        token_hash: Vec<u8>,
-        /// The space.
-        space: SpaceId,
-        /// Role given.
-        role: Role,
-        /// Creator.
-        created_by: DeviceId,
-        /// Unix seconds.
-        expires_at: i64,
-    },
-    /// Uses an invite.
-    Join {
-        /// SHA-256 of the token.
-        token_hash: Vec<u8>,
-        /// The space.
-        space: SpaceId,
+    /// Gives a space from protocol 1 its log.
+    Adopt {
         /// The device.
         device: DeviceId,
-        /// Its X25519 key.
-        x25519: [u8; 32],
+        /// The genesis operation.
+        genesis: SignedOp,
+    },
+    /// Appends a membership operation on the log's head.
+    AppendOp {
+        /// The space.
+        space: SpaceId,
+        /// The uploading device (its signer).
+        device: DeviceId,
+        /// The operation.
+        op: SignedOp,
     },
     /// Appends to the log (idempotent by sender and client message id).
     Push {
@@ -186,30 +212,14 @@ pub enum Write {
         /// Sealed snapshot.
         blob: Vec<u8>,
     },
-    /// Drops covered entries.
+    /// Drops covered entries (owner or admin).
     Prune {
         /// The space.
         space: SpaceId,
+        /// Who asks.
+        device: DeviceId,
         /// Last seq to drop.
         through: u64,
-    },
-    /// Removes a device from a space.
-    RemoveDevice {
-        /// The space.
-        space: SpaceId,
-        /// The device.
-        device: DeviceId,
-    },
-    /// Stores key envelopes.
-    PutKeyEnvelopes {
-        /// The space.
-        space: SpaceId,
-        /// Epoch.
-        epoch: u32,
-        /// Sender.
-        sender: DeviceId,
-        /// Envelopes.
-        envelopes: Vec<KeyEnvelope>,
     },
 }
 
@@ -224,6 +234,8 @@ pub enum Written {
     Pushed(u64, bool),
     /// Pruned through this seq.
     Pruned(u64),
+    /// The membership log's new length.
+    Appended(u64),
 }
 
 enum Reply {
@@ -262,7 +274,8 @@ impl Store {
         writer.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: an acknowledged push survives a power cut, not only a crash.
         writer.pragma_update(None, "synchronous", "FULL")?;
-        writer.execute_batch(SCHEMA)?;
+        let mut writer = writer;
+        migrate(&mut writer)?;
         let readers = (0..4)
             .map(|_| open(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -413,46 +426,14 @@ impl Store {
         })
     }
 
-    /// The devices of a space, removed ones included.
-    pub fn members(&self, space: SpaceId) -> Outcome<Vec<MemberInfo>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT device, role, x25519, joined_at, removed_at FROM memberships WHERE space = ?1 ORDER BY joined_at, rowid",
-            )?;
-            let rows = stmt.query_map([&space.0[..]], |r| {
-                let x: Vec<u8> = r.get(2)?;
-                let mut x25519 = [0; 32];
-                if x.len() == 32 {
-                    x25519.copy_from_slice(&x);
-                }
-                Ok(MemberInfo {
-                    device: DeviceId(blob16(&r.get::<_, Vec<u8>>(0)?)),
-                    role: Role::parse(&r.get::<_, String>(1)?).unwrap_or(Role::Member),
-                    x25519,
-                    joined_at: r.get(3)?,
-                    removed_at: r.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+    /// Operations `from..` of a space's membership log (one page) and its length.
+    pub fn log(&self, space: SpaceId, from: u64) -> Outcome<(Vec<SignedOp>, u64)> {
+        self.read(|c| membership::ops(c, space, from, MAX_LOG_PAGE))
     }
 
-    /// Key envelopes for a device from `since_epoch`.
-    pub fn key_envelopes(
-        &self,
-        space: SpaceId,
-        device: DeviceId,
-        since_epoch: u32,
-    ) -> Outcome<Vec<(u32, Vec<u8>)>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT epoch, sealed FROM key_envelopes WHERE space = ?1 AND device = ?2 AND epoch >= ?3 ORDER BY epoch",
-            )?;
-            let rows = stmt.query_map(params![&space.0[..], &device.0[..], since_epoch], |r| {
-                Ok((u32::try_from(r.get::<_, i64>(0)?).unwrap_or(0), r.get(1)?))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+    /// A space's membership as its log says.
+    pub fn log_state(&self, space: SpaceId) -> Outcome<LogState> {
+        self.read(|c| membership::existing_state(c, space))
     }
 
     /// A setting kept in the database.
@@ -470,7 +451,7 @@ impl Store {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT (SELECT count(*) FROM spaces),
-                        (SELECT count(DISTINCT device) FROM memberships WHERE removed_at IS NULL),
+                        (SELECT count(DISTINCT device) FROM memberships),
                         (SELECT count(*) FROM log),
                         (SELECT COALESCE(sum(length(blob)), 0) FROM log) + (SELECT COALESCE(sum(length(blob)), 0) FROM snapshots)",
                 [],
@@ -486,7 +467,8 @@ pub fn set_meta(dir: &Path, key: &str, value: &str) -> rusqlite::Result<()> {
         &dir.join(DB_FILE),
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )?;
-    conn.execute_batch(SCHEMA)?;
+    let mut conn = conn;
+    migrate(&mut conn)?;
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
         [key, value],
@@ -504,9 +486,7 @@ fn blob16(bytes: &[u8]) -> [u8; 16] {
 
 fn role(c: &Connection, space: SpaceId, device: DeviceId) -> Outcome<Option<Role>> {
     let role: Option<String> = c
-        .prepare_cached(
-            "SELECT role FROM memberships WHERE space = ?1 AND device = ?2 AND removed_at IS NULL",
-        )?
+        .prepare_cached("SELECT role FROM memberships WHERE space = ?1 AND device = ?2")?
         .query_row([&space.0[..], &device.0[..]], |r| r.get(0))
         .optional()?;
     Ok(role.and_then(|r| Role::parse(&r)))
@@ -565,38 +545,23 @@ fn commit_group(conn: &mut Connection, group: &[Job]) -> Vec<Outcome<Written>> {
     }
 }
 
-fn admit(
+fn new_space(
     c: &Connection,
-    space: SpaceId,
+    genesis: &SignedOp,
     device: DeviceId,
-    role: Role,
-    x25519: &[u8; 32],
+    practice: Option<SpaceId>,
     now: i64,
-) -> Outcome<()> {
-    c.prepare_cached(
-        "INSERT INTO memberships (space, device, role, x25519, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (space, device) DO UPDATE SET role = excluded.role, x25519 = excluded.x25519",
-    )?
-    .execute(params![&space.0[..], &device.0[..], role.code(), &x25519[..], now])?;
-    Ok(())
-}
-
-/// Whether `device` created `space` and is still a member of it: a repeated registration
-/// of that space by that device is then already done.
-fn still_owns(c: &Connection, space: SpaceId, device: DeviceId) -> Outcome<bool> {
-    let count: i64 = c.query_row(
-        "SELECT count(*) FROM spaces s JOIN memberships m ON m.space = s.id
-         WHERE s.id = ?1 AND s.created_by = ?2 AND m.device = ?2 AND m.removed_at IS NULL",
-        [&space.0[..], &device.0[..]],
-        |r| r.get(0),
-    )?;
-    Ok(count > 0)
-}
-
-fn new_space(c: &Connection, space: SpaceId, device: DeviceId, now: i64) -> Outcome<()> {
+) -> Outcome<LogState> {
+    let body = genesis.open().map_err(membership::refusal)?;
+    if genesis.signer_id() != device {
+        return Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "a space is registered by the device that created it",
+        ));
+    }
     let exists: bool = c.query_row(
         "SELECT count(*) FROM spaces WHERE id = ?1",
-        [&space.0[..]],
+        [&body.space.0[..]],
         |r| r.get::<_, i64>(0),
     )? > 0;
     if exists {
@@ -606,10 +571,34 @@ fn new_space(c: &Connection, space: SpaceId, device: DeviceId, now: i64) -> Outc
         ));
     }
     c.execute(
-        "INSERT INTO spaces (id, created_at, created_by) VALUES (?1, ?2, ?3)",
-        params![&space.0[..], now, &device.0[..]],
+        "INSERT INTO spaces (id, created_at, created_by, practice) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            &body.space.0[..],
+            now,
+            &device.0[..],
+            practice.map(|p| p.0.to_vec())
+        ],
     )?;
-    Ok(())
+    membership::start(c, genesis, now)
+}
+
+/// Whether `genesis` is exactly the genesis already stored for its space: a repeated
+/// registration (its first answer was lost) is then already done.
+fn already_registered(c: &Connection, genesis: &SignedOp) -> Outcome<bool> {
+    let Ok(body) = genesis.open() else {
+        return Ok(false);
+    };
+    Ok(membership::genesis(c, body.space)?.as_ref() == Some(genesis))
+}
+
+fn genesis_kind(genesis: &SignedOp) -> Outcome<SpaceKind> {
+    match genesis.open().map_err(membership::refusal)?.op {
+        Op::Create { kind, .. } => Ok(kind),
+        _ => Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "a space starts with its creation",
+        )),
+    }
 }
 
 fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
@@ -623,15 +612,20 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
         }
         Write::Register {
             token_hash,
-            space,
             device,
-            x25519,
+            genesis,
         } => {
-            let used: Option<(Option<i64>, Option<Vec<u8>>)> = c
+            if genesis_kind(genesis)? != SpaceKind::Practice {
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    "a setup code registers a practice",
+                ));
+            }
+            let used: Option<Option<i64>> = c
                 .query_row(
-                    "SELECT used_at, used_by FROM setup_codes WHERE token_hash = ?1",
+                    "SELECT used_at FROM setup_codes WHERE token_hash = ?1",
                     [token_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| r.get(0),
                 )
                 .optional()?;
             match used {
@@ -641,11 +635,8 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                         "this setup code is not known to this relay",
                     ));
                 }
-                Some((Some(_), used_by)) => {
-                    // The device that used it, registering the same space again (its
-                    // first answer was lost): already done.
-                    if used_by.as_deref() == Some(&device.0[..]) && still_owns(c, *space, *device)?
-                    {
+                Some(Some(_)) => {
+                    if already_registered(c, genesis)? {
                         return Ok(Written::Admitted(Role::Owner));
                     }
                     return Err(Refusal::new(
@@ -653,35 +644,29 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                         "this setup code was already used; ask the relay's admin for a new one",
                     ));
                 }
-                Some((None, _)) => {}
+                Some(None) => {}
             }
-            new_space(c, *space, *device, now)?;
+            new_space(c, genesis, *device, None, now)?;
             c.execute(
                 "UPDATE setup_codes SET used_at = ?2, used_by = ?3 WHERE token_hash = ?1",
                 params![token_hash, now, &device.0[..]],
             )?;
-            admit(c, *space, *device, Role::Owner, x25519, now)?;
             Ok(Written::Admitted(Role::Owner))
         }
-        Write::CreateSpace {
-            space,
-            device,
-            x25519,
-        } => {
-            // The same device registering the same space again (its first answer was
-            // lost, or its join was cut off before it kept the key): already done.
-            if still_owns(c, *space, *device)? {
+        Write::CreateSpace { device, genesis } => {
+            if already_registered(c, genesis)? {
                 return Ok(Written::Admitted(Role::Owner));
             }
-            let admitted: i64 = c.query_row(
-                "SELECT count(*) FROM memberships WHERE device = ?1 AND removed_at IS NULL",
-                [&device.0[..]],
-                |r| r.get(0),
-            )?;
-            if admitted == 0 {
+            let SpaceKind::Personal { practice } = genesis_kind(genesis)? else {
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    "a practice is registered with a setup code",
+                ));
+            };
+            if role(c, practice, *device)?.is_none() {
                 return Err(Refusal::new(
                     ErrorCode::NotMember,
-                    "only a device admitted to a practice on this relay can create spaces",
+                    "only a member of the practice can create its personal spaces",
                 ));
             }
             let created: i64 = c.query_row(
@@ -695,95 +680,45 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                     "this device has created as many spaces as a relay allows",
                 ));
             }
-            new_space(c, *space, *device, now)?;
-            admit(c, *space, *device, Role::Owner, x25519, now)?;
+            new_space(c, genesis, *device, Some(practice), now)?;
             Ok(Written::Admitted(Role::Owner))
         }
-        Write::CreateInvite {
-            token_hash,
-            space,
-            role,
-            created_by,
-            expires_at,
-        } => {
-            c.execute(
-                "INSERT INTO invites (token_hash, space, role, created_by, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![token_hash, &space.0[..], role.code(), &created_by.0[..], now, expires_at],
+        Write::Adopt { device, genesis } => {
+            if already_registered(c, genesis)? {
+                return Ok(Written::Admitted(Role::Owner));
+            }
+            let kind = genesis_kind(genesis)?;
+            let space = genesis.open().map_err(membership::refusal)?.space;
+            if membership::state(c, space)?.is_some() {
+                return Err(Refusal::new(
+                    ErrorCode::SpaceExists,
+                    "that space already has a membership log",
+                ));
+            }
+            // Only the device that registered the space under protocol 1, and still in it.
+            let registered: i64 = c.query_row(
+                "SELECT count(*) FROM spaces s JOIN legacy_memberships m ON m.space = s.id
+                 WHERE s.id = ?1 AND s.created_by = ?2 AND m.device = ?2 AND m.removed_at IS NULL",
+                [&space.0[..], &device.0[..]],
+                |r| r.get(0),
             )?;
-            Ok(Written::Done)
+            if registered == 0 || genesis.signer_id() != *device {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "only the device that connected this space can give it a membership log",
+                ));
+            }
+            if let SpaceKind::Personal { practice } = kind {
+                c.execute(
+                    "UPDATE spaces SET practice = ?2 WHERE id = ?1",
+                    params![&space.0[..], &practice.0[..]],
+                )?;
+            }
+            membership::start(c, genesis, now)?;
+            Ok(Written::Admitted(Role::Owner))
         }
-        Write::Join {
-            token_hash,
-            space,
-            device,
-            x25519,
-        } => {
-            type InviteRow = (Vec<u8>, String, i64, Option<i64>, Option<Vec<u8>>);
-            let invite: Option<InviteRow> = c
-                .query_row(
-                    "SELECT space, role, expires_at, used_at, used_by FROM invites WHERE token_hash = ?1",
-                    [token_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()?;
-            let Some((invited_space, role, expires_at, used_at, used_by)) = invite else {
-                return Err(Refusal::new(
-                    ErrorCode::InvalidToken,
-                    "this invite is not known to this relay",
-                ));
-            };
-            if invited_space != space.0 {
-                return Err(Refusal::new(
-                    ErrorCode::InvalidToken,
-                    "this invite is for another space",
-                ));
-            }
-            if used_at.is_some() {
-                // The device that used it asking again (its join was cut off while it
-                // downloaded the space) is admitted again, as it already is.
-                let current: Option<String> = c
-                    .query_row(
-                        "SELECT role FROM memberships WHERE space = ?1 AND device = ?2 AND removed_at IS NULL",
-                        [&space.0[..], &device.0[..]],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let (Some(role), true) = (current, used_by.as_deref() == Some(&device.0[..])) {
-                    return Ok(Written::Admitted(
-                        Role::parse(&role).unwrap_or(Role::Member),
-                    ));
-                }
-                return Err(Refusal::new(
-                    ErrorCode::AlreadyUsed,
-                    "this invite was already used; ask for a new one",
-                ));
-            }
-            if expires_at <= now {
-                return Err(Refusal::new(
-                    ErrorCode::Expired,
-                    "this invite has expired; ask for a new one",
-                ));
-            }
-            let removed: Option<Option<i64>> = c
-                .query_row(
-                    "SELECT removed_at FROM memberships WHERE space = ?1 AND device = ?2",
-                    [&space.0[..], &device.0[..]],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(Some(_)) = removed {
-                return Err(Refusal::new(
-                    ErrorCode::NotMember,
-                    "this device was removed from the space and cannot rejoin",
-                ));
-            }
-            let role = Role::parse(&role).unwrap_or(Role::Member);
-            c.execute(
-                "UPDATE invites SET used_at = ?2, used_by = ?3 WHERE token_hash = ?1",
-                params![token_hash, now, &device.0[..]],
-            )?;
-            admit(c, *space, *device, role, x25519, now)?;
-            Ok(Written::Admitted(role))
+        Write::AppendOp { space, device, op } => {
+            membership::append(c, *space, *device, op, now).map(Written::Appended)
         }
         Write::Push {
             space,
@@ -804,6 +739,7 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
             if let Some(seq) = existing {
                 return Ok(Written::Pushed(u64::try_from(seq).unwrap_or(0), true));
             }
+            current_epoch(c, *space, *sender, *epoch, "an entry")?;
             let seq: i64 = c
                 .prepare_cached("UPDATE spaces SET head = head + 1 WHERE id = ?1 RETURNING head")?
                 .query_row([&space.0[..]], |r| r.get(0))
@@ -830,6 +766,7 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                 )
                 .optional()?
                 .ok_or_else(|| Refusal::new(ErrorCode::UnknownSpace, "no such space"))?;
+            current_epoch(c, *space, *sender, *epoch, "a snapshot")?;
             if *covers > u64::try_from(head).unwrap_or(0) {
                 return Err(Refusal::new(
                     ErrorCode::BadRequest,
@@ -843,10 +780,12 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                     |r| r.get(0),
                 )
                 .optional()?;
-            if current.is_some_and(|cur| cur > *covers as i64) {
+            // Replaced only by one covering more: an older snapshot (a replay) never
+            // takes the place of a newer one.
+            if current.is_some_and(|cur| cur >= *covers as i64) {
                 return Err(Refusal::new(
                     ErrorCode::BadRequest,
-                    "a newer snapshot is already stored",
+                    "a snapshot covering as much or more is already stored",
                 ));
             }
             c.execute(
@@ -855,7 +794,17 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
             )?;
             Ok(Written::Done)
         }
-        Write::Prune { space, through } => {
+        Write::Prune {
+            space,
+            device,
+            through,
+        } => {
+            if !role(c, *space, *device)?.is_some_and(Role::can_manage) {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "only an owner or admin can prune the log",
+                ));
+            }
             let covers: Option<i64> = c
                 .query_row(
                     "SELECT covers FROM snapshots WHERE space = ?1",
@@ -880,39 +829,33 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
             )?;
             Ok(Written::Pruned(u64::try_from(through).unwrap_or(0)))
         }
-        Write::RemoveDevice { space, device } => {
-            let changed = c.execute(
-                "UPDATE memberships SET removed_at = ?3 WHERE space = ?1 AND device = ?2 AND removed_at IS NULL",
-                params![&space.0[..], &device.0[..], now],
-            )?;
-            if changed == 0 {
-                return Err(Refusal::new(
-                    ErrorCode::NotMember,
-                    "that device is not a current member of the space",
-                ));
-            }
-            Ok(Written::Done)
-        }
-        Write::PutKeyEnvelopes {
-            space,
-            epoch,
-            sender,
-            envelopes,
-        } => {
-            let mut stmt = c.prepare_cached(
-                "INSERT OR REPLACE INTO key_envelopes (space, epoch, device, sealed, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for envelope in envelopes {
-                stmt.execute(params![
-                    &space.0[..],
-                    epoch,
-                    &envelope.device.0[..],
-                    &envelope.sealed,
-                    &sender.0[..],
-                    now
-                ])?;
-            }
-            Ok(Written::Done)
-        }
     }
+}
+
+/// Refuses a write by a device that is not a member any more, or sealed under an epoch
+/// other than the space's current one (checked inside the write's transaction, so a
+/// removal or rotation committed just before is always seen).
+fn current_epoch(
+    c: &Connection,
+    space: SpaceId,
+    device: DeviceId,
+    epoch: u32,
+    what: &str,
+) -> Outcome<()> {
+    if role(c, space, device)?.is_none() {
+        return Err(Refusal::new(
+            ErrorCode::NotMember,
+            "this device is not a member of that space",
+        ));
+    }
+    let current = membership::existing_state(c, space)?.epoch;
+    if epoch != current {
+        return Err(Refusal::new(
+            ErrorCode::StaleEpoch,
+            format!(
+                "{what} sealed under key epoch {epoch}, but the space is at epoch {current}; fetch the membership log and seal again"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +16,7 @@ use rapport_wire::client::RelayClient;
 use rapport_wire::codes::SetupCode;
 use rapport_wire::frames::{Request, Response};
 use rapport_wire::identity::Identity;
+use rapport_wire::membership::SpaceKind;
 
 fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -79,8 +82,7 @@ async fn an_acknowledged_push_survives_kill_9() {
             client
                 .request(&Request::Register {
                     setup_token: setup.token.clone(),
-                    space,
-                    x25519: [0; 32],
+                    genesis: common::genesis(&identity, space, SpaceKind::Practice),
                 })
                 .await
                 .unwrap();

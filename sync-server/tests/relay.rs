@@ -9,10 +9,10 @@ use std::time::Duration;
 use common::*;
 use rapport_wire::client::{Notice, RelayClient};
 use rapport_wire::frames::{
-    CLOSE_REMOVED, ErrorCode, KeyEnvelope, MAX_BLOB, MAX_INLINE, Request, Response, Role, Snapshot,
-    encode,
+    CLOSE_REMOVED, ErrorCode, MAX_BLOB, MAX_INLINE, Request, Response, Role, Snapshot, encode,
 };
 use rapport_wire::identity::Identity;
+use rapport_wire::membership::{LogState, Op, SpaceKind, next_op};
 use rapport_wire::{DeviceId, SpaceId};
 
 fn code(result: Result<Response, rapport_wire::client::ClientError>) -> ErrorCode {
@@ -87,20 +87,15 @@ async fn register_invite_join_push_pull_in_order_and_idempotently() {
     };
     assert_eq!((entries.len(), more), (2, false));
 
-    let Response::Members(members) = owner
-        .client
-        .request(&Request::ListMembers { space })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let log = owner.log(space).await;
     assert_eq!(
-        members
+        log.members
             .iter()
-            .map(|m| (m.device, m.role))
-            .collect::<Vec<_>>(),
-        vec![(owner.id(), Role::Owner), (member.id(), Role::Member)]
+            .map(|(device, m)| (*device, m.role))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        [(owner.id(), Role::Owner), (member.id(), Role::Member)]
+            .into_iter()
+            .collect()
     );
     relay.stop().await;
 }
@@ -147,17 +142,25 @@ async fn subscribers_hear_of_new_entries() {
         .err()
         .unwrap();
     assert_eq!(refused.code(), Some(ErrorCode::NotMember));
+    // A subscription to nothing is not a way around membership.
+    let refused = device(&relay)
+        .await
+        .client
+        .subscribe(vec![])
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.code(), Some(ErrorCode::BadRequest));
     relay.stop().await;
 }
 
 #[tokio::test]
 async fn setup_codes_and_invites_are_single_use_and_checked() {
-    let mut config = loopback_config();
-    config.min_invite_ttl = Duration::ZERO;
-    let relay = TestRelay::start(config).await;
+    let relay = TestRelay::start(loopback_config()).await;
     let token = relay.setup_token();
     let owner = device(&relay).await;
     let space = SpaceId::random();
+    let first = genesis(&owner.identity, space, SpaceKind::Practice);
     for _ in 0..2 {
         // The second time stands for a retry after a lost answer: admitted again.
         assert_eq!(
@@ -165,23 +168,22 @@ async fn setup_codes_and_invites_are_single_use_and_checked() {
                 .client
                 .request(&Request::Register {
                     setup_token: token.clone(),
-                    space,
-                    x25519: [0; 32],
+                    genesis: first.clone(),
                 })
                 .await
                 .unwrap(),
             Response::Admitted { role: Role::Owner }
         );
     }
+    let register = |device: &Device, token: Vec<u8>, space: SpaceId| Request::Register {
+        setup_token: token,
+        genesis: genesis(&device.identity, space, SpaceKind::Practice),
+    };
     assert_eq!(
         code(
             owner
                 .client
-                .request(&Request::Register {
-                    setup_token: token.clone(),
-                    space: SpaceId::random(),
-                    x25519: [0; 32]
-                })
+                .request(&register(&owner, token.clone(), SpaceId::random()))
                 .await
         ),
         ErrorCode::AlreadyUsed,
@@ -192,11 +194,7 @@ async fn setup_codes_and_invites_are_single_use_and_checked() {
         code(
             again
                 .client
-                .request(&Request::Register {
-                    setup_token: token,
-                    space: SpaceId::random(),
-                    x25519: [0; 32]
-                })
+                .request(&register(&again, token, SpaceId::random()))
                 .await
         ),
         ErrorCode::AlreadyUsed
@@ -205,145 +203,92 @@ async fn setup_codes_and_invites_are_single_use_and_checked() {
         code(
             again
                 .client
-                .request(&Request::Register {
-                    setup_token: vec![9; 32],
-                    space: SpaceId::random(),
-                    x25519: [0; 32]
-                })
+                .request(&register(&again, vec![9; 32], SpaceId::random()))
                 .await
         ),
         ErrorCode::InvalidToken
     );
+    assert_eq!(
+        code(
+            again
+                .client
+                .request(&register(&again, relay.setup_token(), space))
+                .await
+        ),
+        ErrorCode::SpaceExists
+    );
+    // A genesis signed by one device cannot be registered by another.
     assert_eq!(
         code(
             again
                 .client
                 .request(&Request::Register {
                     setup_token: relay.setup_token(),
-                    space,
-                    x25519: [0; 32]
+                    genesis: genesis(&owner.identity, SpaceId::random(), SpaceKind::Practice),
                 })
                 .await
         ),
-        ErrorCode::SpaceExists
+        ErrorCode::Forbidden
     );
 
     // An invite works once.
-    let Response::Invite { token, .. } = owner
-        .client
-        .request(&Request::CreateInvite {
-            space,
-            role: Role::Admin,
-            ttl_secs: 600,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let invite = owner.invite(space, Role::Admin, 600).await.unwrap();
     let admin = device(&relay).await;
-    assert_eq!(
-        admin
-            .client
-            .request(&Request::Join {
-                space,
-                token: token.clone(),
-                x25519: [3; 32]
-            })
-            .await
-            .unwrap(),
-        Response::Admitted { role: Role::Admin }
-    );
-    // The same device asking again (its join was cut off) is admitted again; nobody else.
-    assert_eq!(
-        admin
-            .client
-            .request(&Request::Join {
-                space,
-                token: token.clone(),
-                x25519: [3; 32]
-            })
-            .await
-            .unwrap(),
-        Response::Admitted { role: Role::Admin }
-    );
+    assert!(matches!(
+        invite.admit(space, &admin).await.unwrap(),
+        Response::Appended { len: 3 }
+    ));
+    assert_eq!(admin.log(space).await.role(admin.id()), Some(Role::Admin));
     let late = device(&relay).await;
     assert_eq!(
-        code(
-            late.client
-                .request(&Request::Join {
-                    space,
-                    token,
-                    x25519: [3; 32]
-                })
-                .await
-        ),
-        ErrorCode::AlreadyUsed
+        code(invite.admit(space, &late).await),
+        ErrorCode::NotMember,
+        "a used invite does not even let a device read the log"
     );
+    // Without the invite's secret a device cannot read the log; with a proof made for
+    // another device it cannot either.
+    let pending = owner.invite(space, Role::Member, 600).await.unwrap();
+    for proof in [
+        None,
+        Some(pending.read(space, admin.id())),
+        Some(TestInvite::new().read(space, late.id())),
+    ] {
+        assert_eq!(
+            code(
+                late.client
+                    .request(&Request::GetLog {
+                        space,
+                        from: 0,
+                        invite: proof
+                    })
+                    .await
+            ),
+            ErrorCode::NotMember
+        );
+    }
     // An expired invite is refused.
-    let Response::Invite { token, .. } = admin
-        .client
-        .request(&Request::CreateInvite {
-            space,
-            role: Role::Member,
-            ttl_secs: 0,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let expiring = admin.invite(space, Role::Member, 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert_eq!(
-        code(
-            late.client
-                .request(&Request::Join {
-                    space,
-                    token,
-                    x25519: [3; 32]
-                })
-                .await
-        ),
-        ErrorCode::Expired
+        code(expiring.admit(space, &late).await),
+        ErrorCode::NotMember
     );
     // An invite for one space does not open another.
-    let Response::Invite { token, .. } = owner
-        .client
-        .request(&Request::CreateInvite {
-            space,
-            role: Role::Member,
-            ttl_secs: 600,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let (other, _other_owner) = practice(&relay).await;
     assert_eq!(
-        code(
-            late.client
-                .request(&Request::Join {
-                    space: SpaceId::random(),
-                    token,
-                    x25519: [3; 32]
-                })
-                .await
-        ),
-        ErrorCode::InvalidToken
+        code(pending.admit(other, &late).await),
+        ErrorCode::NotMember
     );
-    // Owner invites are not a thing.
-    assert_eq!(
-        code(
-            owner
-                .client
-                .request(&Request::CreateInvite {
-                    space,
-                    role: Role::Owner,
-                    ttl_secs: 600
-                })
-                .await
-        ),
-        ErrorCode::BadRequest
-    );
+    // Owner invites are not a thing; the relay refuses what the rules refuse.
+    let state = owner.log(space).await;
+    assert!(matches!(
+        owner
+            .append(space, TestInvite::new().op(&state, Role::Owner, now() + 600, None))
+            .await,
+        Err(e) if e.code() == Some(ErrorCode::Forbidden) && e.to_string().contains("not an owner")
+    ));
+    // The pending invite still works.
+    assert!(pending.admit(space, &late).await.is_ok());
     relay.stop().await;
 }
 
@@ -360,53 +305,48 @@ async fn members_only_and_roles_are_enforced() {
         code(push(&stranger, space, 1, b"x").await),
         ErrorCode::NotMember
     );
+    let pull = |space| Request::Pull {
+        space,
+        after: 0,
+        limit: 10,
+    };
     assert_eq!(
-        code(
-            stranger
-                .client
-                .request(&Request::Pull {
-                    space,
-                    after: 0,
-                    limit: 10
-                })
-                .await
-        ),
+        code(stranger.client.request(&pull(space)).await),
         ErrorCode::NotMember
     );
     assert_eq!(
-        code(
-            other_owner
-                .client
-                .request(&Request::Pull {
-                    space,
-                    after: 0,
-                    limit: 10
-                })
-                .await
-        ),
+        code(other_owner.client.request(&pull(space)).await),
         ErrorCode::NotMember
     );
     assert_eq!(
-        code(
-            member
-                .client
-                .request(&Request::Pull {
-                    space: other_space,
-                    after: 0,
-                    limit: 10
-                })
-                .await
-        ),
+        code(member.client.request(&pull(other_space)).await),
         ErrorCode::NotMember
     );
     assert_eq!(
         code(
             stranger
                 .client
-                .request(&Request::CreateSpace {
-                    space: SpaceId::random(),
-                    x25519: [0; 32]
+                .request(&Request::GetLog {
+                    space,
+                    from: 0,
+                    invite: None
                 })
+                .await
+        ),
+        ErrorCode::NotMember
+    );
+    let personal_of = |device: &Device, practice| Request::CreateSpace {
+        genesis: genesis(
+            &device.identity,
+            SpaceId::random(),
+            SpaceKind::Personal { practice },
+        ),
+    };
+    assert_eq!(
+        code(
+            stranger
+                .client
+                .request(&personal_of(&stranger, space))
                 .await
         ),
         ErrorCode::NotMember
@@ -416,37 +356,26 @@ async fn members_only_and_roles_are_enforced() {
     assert_eq!(
         code(
             member
-                .client
-                .request(&Request::CreateInvite {
-                    space,
-                    role: Role::Member,
-                    ttl_secs: 600
-                })
+                .invite(space, Role::Member, 600)
                 .await
+                .map(|_| Response::Ok)
         ),
         ErrorCode::Forbidden
     );
     assert_eq!(
-        code(
-            member
-                .client
-                .request(&Request::RemoveDevice {
-                    space,
-                    device: owner.id()
-                })
-                .await
-        ),
+        code(member.remove(space, &[owner.id()]).await),
         ErrorCode::Forbidden
     );
+    let state = member.log(space).await;
     assert_eq!(
         code(
             member
-                .client
-                .request(&Request::PutKeyEnvelopes {
+                .append(
                     space,
-                    epoch: 2,
-                    envelopes: vec![]
-                })
+                    Op::Rotate {
+                        rotation: rotation_for(&state, 2)
+                    }
+                )
                 .await
         ),
         ErrorCode::Forbidden
@@ -454,51 +383,56 @@ async fn members_only_and_roles_are_enforced() {
     // An admin cannot remove the owner.
     let admin = join(&relay, space, &owner, Role::Admin).await;
     assert_eq!(
-        code(
-            admin
-                .client
-                .request(&Request::RemoveDevice {
-                    space,
-                    device: owner.id()
-                })
-                .await
-        ),
+        code(admin.remove(space, &[owner.id()]).await),
+        ErrorCode::Forbidden
+    );
+    // An operation is uploaded by its signer only.
+    let state = owner.log(space).await;
+    let op = next_op(
+        &state,
+        Op::Rotate {
+            rotation: rotation_for(&state, 2),
+        },
+        now(),
+        owner.identity.key_pkcs8(),
+    )
+    .unwrap();
+    assert_eq!(
+        code(admin.client.request(&Request::AppendOp { space, op }).await),
         ErrorCode::Forbidden
     );
 
     // A member may create its personal space.
     let personal = SpaceId::random();
-    assert_eq!(
-        member
-            .client
-            .request(&Request::CreateSpace {
-                space: personal,
-                x25519: [0; 32]
-            })
-            .await
-            .unwrap(),
-        Response::Admitted { role: Role::Owner }
+    let personal_genesis = genesis(
+        &member.identity,
+        personal,
+        SpaceKind::Personal { practice: space },
     );
-    // Registering it again (a lost answer, a resumed join) is admitted; anyone else
-    // registering that id is refused.
-    assert_eq!(
-        member
-            .client
-            .request(&Request::CreateSpace {
-                space: personal,
-                x25519: [0; 32]
-            })
-            .await
-            .unwrap(),
-        Response::Admitted { role: Role::Owner }
-    );
+    for _ in 0..2 {
+        // Registering it again (a lost answer, a resumed join) is admitted.
+        assert_eq!(
+            member
+                .client
+                .request(&Request::CreateSpace {
+                    genesis: personal_genesis.clone()
+                })
+                .await
+                .unwrap(),
+            Response::Admitted { role: Role::Owner }
+        );
+    }
+    // Anyone else registering that id is refused.
     assert_eq!(
         code(
             owner
                 .client
                 .request(&Request::CreateSpace {
-                    space: personal,
-                    x25519: [0; 32]
+                    genesis: genesis(
+                        &owner.identity,
+                        personal,
+                        SpaceKind::Personal { practice: space }
+                    ),
                 })
                 .await
         ),
@@ -517,23 +451,103 @@ async fn members_only_and_roles_are_enforced() {
         ),
         ErrorCode::NotMember
     );
+    // A practice is registered with a setup code, not as a personal space.
+    assert_eq!(
+        code(
+            member
+                .client
+                .request(&Request::CreateSpace {
+                    genesis: genesis(&member.identity, SpaceId::random(), SpaceKind::Practice),
+                })
+                .await
+        ),
+        ErrorCode::BadRequest
+    );
     relay.stop().await;
 }
 
 #[tokio::test]
-async fn a_removed_device_is_disconnected_at_once_and_refused_after() {
+async fn two_admins_on_one_head_take_turns_and_both_removals_take_effect() {
+    let relay = TestRelay::start(loopback_config()).await;
+    let (space, owner) = practice(&relay).await;
+    let admin = join(&relay, space, &owner, Role::Admin).await;
+    let a = join(&relay, space, &owner, Role::Member).await;
+    let b = join(&relay, space, &owner, Role::Member).await;
+    // Both decide on the same head.
+    let seen = owner.log(space).await;
+    let removal = |by: &Device, target: DeviceId, state: &LogState| {
+        let mut after = state.clone();
+        after.members.remove(&target);
+        next_op(
+            state,
+            Op::Remove {
+                devices: vec![target],
+                rotation: rotation_for(&after, state.epoch + 1),
+            },
+            now(),
+            by.identity.key_pkcs8(),
+        )
+        .unwrap()
+    };
+    let first = removal(&owner, a.id(), &seen);
+    let second = removal(&admin, b.id(), &seen);
+    assert!(
+        owner
+            .client
+            .request(&Request::AppendOp { space, op: first })
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        code(
+            admin
+                .client
+                .request(&Request::AppendOp { space, op: second })
+                .await
+        ),
+        ErrorCode::Stale
+    );
+    // The admin fetches, decides again and retries: both removals hold, one key per epoch.
+    let fresh = admin.log(space).await;
+    let retry = removal(&admin, b.id(), &fresh);
+    assert!(
+        admin
+            .client
+            .request(&Request::AppendOp { space, op: retry })
+            .await
+            .is_ok()
+    );
+    let log = owner.log(space).await;
+    assert_eq!(log.epoch, 3);
+    assert!(!log.is_member(a.id()) && !log.is_member(b.id()));
+    // Entries under an old epoch are refused: the remaining devices seal under the new one.
+    assert_eq!(
+        code(push_at(&owner, space, 2, 1, b"stale").await),
+        ErrorCode::StaleEpoch
+    );
+    assert!(push_at(&owner, space, 3, 1, b"fresh").await.is_ok());
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_removed_device_is_disconnected_at_once_and_refused_after_on_every_space() {
     let relay = TestRelay::start(loopback_config()).await;
     let (space, owner) = practice(&relay).await;
     let member = join(&relay, space, &owner, Role::Member).await;
-    let connection = member.client.connection().clone();
-    owner
+    let personal = SpaceId::random();
+    member
         .client
-        .request(&Request::RemoveDevice {
-            space,
-            device: member.id(),
+        .request(&Request::CreateSpace {
+            genesis: genesis(
+                &member.identity,
+                personal,
+                SpaceKind::Personal { practice: space },
+            ),
         })
         .await
         .unwrap();
+    let connection = member.client.connection().clone();
+    owner.remove(space, &[member.id()]).await.unwrap();
     let reason = tokio::time::timeout(Duration::from_secs(5), connection.closed())
         .await
         .unwrap();
@@ -543,59 +557,48 @@ async fn a_removed_device_is_disconnected_at_once_and_refused_after() {
         }
         other => panic!("closed for another reason: {other}"),
     }
-    let again = reconnect(&relay, &member.identity).await;
-    let refused = again
-        .request(&Request::Pull {
-            space,
-            after: 0,
-            limit: 1,
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Some(ErrorCode::NotMember));
+    let again = Device {
+        client: reconnect(&relay, &member.identity).await,
+        identity: member.identity.clone(),
+    };
+    for space in [space, personal] {
+        assert_eq!(
+            code(
+                again
+                    .client
+                    .request(&Request::Pull {
+                        space,
+                        after: 0,
+                        limit: 1
+                    })
+                    .await
+            ),
+            ErrorCode::NotMember,
+            "refused on the practice and on its personal space at once"
+        );
+    }
     // A new invite cannot bring a removed device back.
-    let Response::Invite { token, .. } = owner
-        .client
-        .request(&Request::CreateInvite {
-            space,
-            role: Role::Member,
-            ttl_secs: 600,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let invite = owner.invite(space, Role::Member, 600).await.unwrap();
     assert_eq!(
-        again
-            .request(&Request::Join {
-                space,
-                token,
-                x25519: [0; 32]
-            })
-            .await
-            .unwrap_err()
-            .code(),
-        Some(ErrorCode::NotMember)
+        code(invite.admit(space, &again).await),
+        ErrorCode::Forbidden
     );
-    let Response::Members(members) = owner
-        .client
-        .request(&Request::ListMembers { space })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    assert!(
-        members
-            .iter()
-            .any(|m| m.device == member.id() && m.removed_at.is_some())
+    assert!(owner.log(space).await.removed.contains_key(&member.id()));
+
+    // An admin's invite dies with the admin.
+    let admin = join(&relay, space, &owner, Role::Admin).await;
+    let invite = admin.invite(space, Role::Admin, 600).await.unwrap();
+    owner.remove(space, &[admin.id()]).await.unwrap();
+    let joiner = device(&relay).await;
+    assert_eq!(
+        code(invite.admit(space, &joiner).await),
+        ErrorCode::NotMember
     );
     relay.stop().await;
 }
 
 #[tokio::test]
-async fn snapshots_prune_and_key_envelopes() {
+async fn snapshots_replace_only_with_more_and_only_managers_prune() {
     let relay = TestRelay::start(loopback_config()).await;
     let (space, owner) = practice(&relay).await;
     let member = join(&relay, space, &owner, Role::Member).await;
@@ -612,31 +615,42 @@ async fn snapshots_prune_and_key_envelopes() {
         ErrorCode::BadRequest,
         "no snapshot yet"
     );
+    let put = |epoch, covers, blob: &[u8]| Request::PutSnapshot {
+        space,
+        epoch,
+        covers,
+        blob: blob.to_vec(),
+    };
+    assert_eq!(
+        code(member.client.request(&put(1, 9, &[0])).await),
+        ErrorCode::BadRequest,
+        "cannot cover entries that do not exist"
+    );
+    assert_eq!(
+        code(member.client.request(&put(7, 3, &[0])).await),
+        ErrorCode::StaleEpoch,
+        "sealed under the current epoch only"
+    );
+    member.client.request(&put(1, 3, b"snap")).await.unwrap();
+    assert_eq!(
+        code(member.client.request(&put(1, 3, b"replayed")).await),
+        ErrorCode::BadRequest,
+        "a snapshot covering the same is not a replacement"
+    );
+    assert_eq!(
+        code(member.client.request(&put(1, 2, b"older")).await),
+        ErrorCode::BadRequest
+    );
     assert_eq!(
         code(
             member
                 .client
-                .request(&Request::PutSnapshot {
-                    space,
-                    epoch: 1,
-                    covers: 9,
-                    blob: vec![0]
-                })
+                .request(&Request::Prune { space, through: 3 })
                 .await
         ),
-        ErrorCode::BadRequest,
-        "cannot cover entries that do not exist"
+        ErrorCode::Forbidden,
+        "a member does not prune"
     );
-    member
-        .client
-        .request(&Request::PutSnapshot {
-            space,
-            epoch: 1,
-            covers: 3,
-            blob: b"snap".to_vec(),
-        })
-        .await
-        .unwrap();
     owner
         .client
         .request(&Request::Prune { space, through: 10 })
@@ -686,42 +700,6 @@ async fn snapshots_prune_and_key_envelopes() {
         panic!()
     };
     assert_eq!((covers, blob, sender), (3, b"snap".to_vec(), member.id()));
-
-    let envelopes = vec![
-        KeyEnvelope {
-            device: member.id(),
-            sealed: b"sealed-for-member".to_vec(),
-        },
-        KeyEnvelope {
-            device: owner.id(),
-            sealed: b"sealed-for-owner".to_vec(),
-        },
-    ];
-    owner
-        .client
-        .request(&Request::PutKeyEnvelopes {
-            space,
-            epoch: 2,
-            envelopes,
-        })
-        .await
-        .unwrap();
-    let Response::KeyEnvelopes(mine) = member
-        .client
-        .request(&Request::GetKeyEnvelopes {
-            space,
-            since_epoch: 1,
-        })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    assert_eq!(
-        mine,
-        vec![(2, b"sealed-for-member".to_vec())],
-        "each device gets only its own envelope"
-    );
     relay.stop().await;
 }
 
@@ -749,6 +727,18 @@ async fn a_restart_keeps_everything() {
         panic!()
     };
     assert_eq!((entries.len(), head), (3, 3));
+    let Response::Log { len, .. } = client
+        .request(&Request::GetLog {
+            space,
+            from: 0,
+            invite: None,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(len, 1, "the membership log survives too");
     let Response::Pushed { seq, .. } = client
         .request(&Request::Push {
             space,
@@ -773,11 +763,20 @@ async fn hello_comes_first_and_versions_are_negotiated() {
     let client = RelayClient::connect(relay.addr, &identity, relay.fingerprint)
         .await
         .unwrap();
-    assert_eq!(client.version(), 1);
-    assert_eq!(
-        code(client.request(&Request::Hello { versions: vec![99] }).await),
-        ErrorCode::UnsupportedVersion
-    );
+    assert_eq!(client.version(), 2);
+    // A device of the first protocol is told to update itself; one newer than the relay
+    // is told to have the relay updated.
+    for (versions, advice) in [
+        (vec![1], "update Rapport on this device"),
+        (vec![99], "update rapport-relay"),
+    ] {
+        let refused = client
+            .request(&Request::Hello { versions })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::UnsupportedVersion));
+        assert!(refused.to_string().contains(advice), "{refused}");
+    }
     // A fresh connection that skips Hello is told to say it first.
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let config = rapport_wire::tls::client_config(&identity, relay.fingerprint).unwrap();
@@ -804,6 +803,16 @@ async fn hello_comes_first_and_versions_are_negotiated() {
         .unwrap();
     assert!(
         matches!(response, Response::Error { code: ErrorCode::BadRequest, ref message } if message.contains("Hello"))
+    );
+    // Before its Hello is answered a connection may send only a small frame.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let announced = u32::try_from(rapport_wire::frames::MAX_FIRST_FRAME + 1).unwrap();
+    send.write_all(&announced.to_be_bytes()).await.unwrap();
+    let err = recv.read_to_end(1024).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&ErrorCode::TooLarge.quic_code().to_string()),
+        "{err}"
     );
     relay.stop().await;
 }
@@ -874,7 +883,7 @@ async fn no_client_certificate_no_connection() {
             .await
             .map_err(|e| e.to_string())?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        rapport_wire::frames::write_frame(&mut send, &Request::Hello { versions: vec![1] })
+        rapport_wire::frames::write_frame(&mut send, &Request::Hello { versions: vec![2] })
             .await
             .map_err(|e| e.to_string())?;
         send.finish().ok();
@@ -904,7 +913,7 @@ async fn rate_and_connection_limits() {
     let mut codes = Vec::new();
     for i in 0..4u8 {
         codes.push(
-            push(&owner, space, i, b"x")
+            push_at(&owner, space, 1, i, b"x")
                 .await
                 .map(|_| ())
                 .map_err(|e| e.code()),
@@ -1027,5 +1036,166 @@ async fn a_page_of_large_entries_stays_under_the_frame_cap() {
     };
     assert_eq!(entries.len() + rest.len(), 20);
     assert!(!more);
+    relay.stop().await;
+}
+
+/// The relay database of protocol 1, as `rapport-relay` wrote it before membership logs.
+const V1_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS setup_codes (
+    token_hash BLOB PRIMARY KEY, created_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
+);
+CREATE TABLE IF NOT EXISTS spaces (
+    id BLOB PRIMARY KEY, created_at INTEGER NOT NULL, created_by BLOB NOT NULL,
+    head INTEGER NOT NULL DEFAULT 0, pruned_through INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    space BLOB NOT NULL, device BLOB NOT NULL, role TEXT NOT NULL, x25519 BLOB NOT NULL,
+    joined_at INTEGER NOT NULL, removed_at INTEGER, PRIMARY KEY (space, device)
+);
+CREATE INDEX IF NOT EXISTS memberships_by_device ON memberships(device);
+CREATE TABLE IF NOT EXISTS invites (
+    token_hash BLOB PRIMARY KEY, space BLOB NOT NULL, role TEXT NOT NULL, created_by BLOB NOT NULL,
+    created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
+);
+CREATE TABLE IF NOT EXISTS log (
+    space BLOB NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
+    client_msg_id BLOB NOT NULL, received_at INTEGER NOT NULL, blob BLOB NOT NULL,
+    PRIMARY KEY (space, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS log_by_message ON log(space, sender, client_msg_id);
+CREATE TABLE IF NOT EXISTS snapshots (
+    space BLOB PRIMARY KEY, covers INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
+    created_at INTEGER NOT NULL, blob BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_envelopes (
+    space BLOB NOT NULL, epoch INTEGER NOT NULL, device BLOB NOT NULL, sealed BLOB NOT NULL,
+    created_by BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (space, epoch, device)
+);
+"#;
+
+#[tokio::test]
+async fn a_protocol_1_database_keeps_its_spaces_and_the_connecting_device_adopts_them() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().to_path_buf();
+    rapport_relay::data::DataDir::init(&dir, "127.0.0.1:0").unwrap();
+    let owner = Identity::generate("owner").unwrap();
+    let member = Identity::generate("member").unwrap();
+    let space = SpaceId::random();
+    {
+        let db = rusqlite::Connection::open(dir.join("relay.db")).unwrap();
+        db.execute_batch("DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS setup_codes; DROP TABLE IF EXISTS spaces; DROP TABLE IF EXISTS memberships; DROP TABLE IF EXISTS membership_log; DROP TABLE IF EXISTS log_states; DROP TABLE IF EXISTS log; DROP TABLE IF EXISTS snapshots; PRAGMA user_version = 0;").unwrap();
+        db.execute_batch(V1_SCHEMA).unwrap();
+        db.execute(
+            "INSERT INTO spaces (id, created_at, created_by, head) VALUES (?1, 1, ?2, 2)",
+            rusqlite::params![&space.0[..], &owner.device_id().0[..]],
+        )
+        .unwrap();
+        for (device, role) in [(&owner, "owner"), (&member, "member")] {
+            db.execute(
+                "INSERT INTO memberships (space, device, role, x25519, joined_at) VALUES (?1, ?2, ?3, ?4, 1)",
+                rusqlite::params![&space.0[..], &device.device_id().0[..], role, &[0u8; 32][..]],
+            )
+            .unwrap();
+        }
+        for seq in 1..=2i64 {
+            db.execute(
+                "INSERT INTO log (space, seq, epoch, sender, client_msg_id, received_at, blob) VALUES (?1, ?2, 1, ?3, ?4, 1, ?5)",
+                rusqlite::params![&space.0[..], seq, &member.device_id().0[..], &[seq as u8; 16][..], &[seq as u8; 8][..]],
+            )
+            .unwrap();
+        }
+        db.execute(
+            "INSERT INTO key_envelopes (space, epoch, device, sealed, created_by, created_at) VALUES (?1, 2, ?2, x'00', ?3, 1)",
+            rusqlite::params![&space.0[..], &member.device_id().0[..], &owner.device_id().0[..]],
+        )
+        .unwrap();
+    }
+    let relay = TestRelay::open(dir, loopback_config()).await;
+    let member = Device {
+        client: reconnect(&relay, &member).await,
+        identity: member,
+    };
+    let refused = member
+        .client
+        .request(&Request::Pull {
+            space,
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refused.code() == Some(ErrorCode::NotMember) && refused.to_string().contains("join again"),
+        "{refused}"
+    );
+    // Only the device that connected the space may give it a log.
+    assert_eq!(
+        code(
+            member
+                .client
+                .request(&Request::Adopt {
+                    genesis: genesis(&member.identity, space, SpaceKind::Practice)
+                })
+                .await
+        ),
+        ErrorCode::Forbidden
+    );
+    let owner = Device {
+        client: reconnect(&relay, &owner).await,
+        identity: owner,
+    };
+    assert_eq!(
+        owner
+            .client
+            .request(&Request::Adopt {
+                genesis: genesis(&owner.identity, space, SpaceKind::Practice)
+            })
+            .await
+            .unwrap(),
+        Response::Admitted { role: Role::Owner }
+    );
+    // The entries from before are all there, and the other device comes back with an
+    // invite, on the new log.
+    let Response::Entries { entries, head, .. } = owner
+        .client
+        .request(&Request::Pull {
+            space,
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((entries.len(), head), (2, 2));
+    let invite = owner.invite(space, Role::Member, 600).await.unwrap();
+    invite.admit(space, &member).await.unwrap();
+    assert!(
+        member
+            .client
+            .request(&Request::Pull {
+                space,
+                after: 0,
+                limit: 10
+            })
+            .await
+            .is_ok()
+    );
+    let mut other = genesis(&owner.identity, space, SpaceKind::Practice);
+    let mut body = other.open().unwrap();
+    body.at += 1;
+    other = rapport_wire::membership::SignedOp::sign(&body, owner.identity.key_pkcs8()).unwrap();
+    assert_eq!(
+        code(
+            owner
+                .client
+                .request(&Request::Adopt { genesis: other })
+                .await
+        ),
+        ErrorCode::SpaceExists,
+        "a log is given once"
+    );
     relay.stop().await;
 }

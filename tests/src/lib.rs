@@ -1,4 +1,5 @@
 //! End-to-end tests, the deterministic practice generator and the `rapport-bench` binary.
 
 pub mod generator;
+pub mod raw;
 pub mod relay;

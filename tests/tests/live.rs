@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rapport_core::model::{NewPartner, PartnerEdit};
-use rapport_core::sync::client;
+use rapport_core::sync as client;
 use rapport_core::sync::engine::SyncStatus;
 use rapport_core::sync::service::SyncService;
 use rapport_core::vocab::PartnerKind;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rapport_core::model::{NewPartner, PartnerEdit};
-use rapport_core::sync::client;
+use rapport_core::sync as client;
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
 use rapport_relay::data::DataDir;

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rapport_core::model::NewPartner;
-use rapport_core::sync::client;
+use rapport_core::sync as client;
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
 use rapport_tests::relay::relay;

@@ -5,13 +5,13 @@
 use std::path::Path;
 
 use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter};
-use rapport_core::sync::client::{self, SyncReport};
-use rapport_core::sync::crypto::{self, SpaceKey};
+use rapport_core::sealed::crypto::{self, SpaceKey};
+use rapport_core::sealed::keyring::InviteSecret;
+use rapport_core::sync::{self as client, SyncReport};
 use rapport_core::vocab::{Direction, PartnerKind, TouchpointKind, TouchpointOutcome};
 use rapport_core::{Home, SpaceKind};
 use rapport_tests::relay::{Running, relay};
 use rapport_wire::SpaceId;
-use rapport_wire::client::RelayClient;
 use rapport_wire::frames::{Request, Response, Role};
 use rapport_wire::identity::Identity;
 
@@ -247,24 +247,26 @@ async fn tampered_wrong_key_and_forged_entries_are_refused_and_do_not_stop_the_r
     .unwrap();
     sync(&a).await;
 
-    // A rogue member of the practice (it holds the invite's key) pushes three bad blobs.
+    // A rogue member of the practice (it joined with an invite and took its keys from
+    // the log) pushes three bad blobs.
     let invite = rapport_wire::codes::InviteCode::decode(
         &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
     )
     .unwrap();
-    let rogue = Identity::generate("rogue").unwrap();
     let addr = rapport_wire::client::resolve(&invite.addr).await.unwrap();
-    let conn = RelayClient::connect(addr, &rogue, invite.fingerprint)
+    let rogue_device = rapport_tests::raw::RawDevice::connect(addr, invite.fingerprint)
         .await
         .unwrap();
-    conn.request(&Request::Join {
-        space: invite.space,
-        token: invite.token.clone(),
-        x25519: [0; 32],
-    })
-    .await
-    .unwrap();
-    let key = SpaceKey::from_bytes(invite.epoch, invite.key);
+    let secret = InviteSecret::from_bytes(invite.secret);
+    rogue_device.admit(invite.space, &secret).await.unwrap();
+    let key = rogue_device
+        .keys_of_invite(invite.space, &secret)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let rogue = &rogue_device.identity;
+    let conn = &rogue_device.client;
     let good = crypto::seal(
         &key,
         invite.space,
@@ -275,7 +277,7 @@ async fn tampered_wrong_key_and_forged_entries_are_refused_and_do_not_stop_the_r
     let mut tampered = good.clone();
     tampered[80] ^= 0x40;
     let wrong_key = crypto::seal(
-        &SpaceKey::generate(invite.epoch),
+        &SpaceKey::generate(key.epoch),
         invite.space,
         rogue.key_pkcs8(),
         b"x",
@@ -287,7 +289,7 @@ async fn tampered_wrong_key_and_forged_entries_are_refused_and_do_not_stop_the_r
         let Response::Pushed { .. } = conn
             .request(&Request::Push {
                 space: invite.space,
-                epoch: invite.epoch,
+                epoch: key.epoch,
                 client_msg_id: [i as u8; 16],
                 blob,
             })
@@ -357,7 +359,7 @@ async fn a_removed_device_is_refused_and_cannot_read_what_follows() {
         sync(h).await;
     }
     let devices = client::devices(&a).await.unwrap();
-    assert_eq!(devices.len(), 3);
+    assert_eq!(devices.devices.len(), 3);
     let c_id = c.device_identity().unwrap().device_id();
     let old_key = c.current_space_key(SpaceKind::Practice).unwrap().unwrap();
     assert!(
@@ -428,7 +430,7 @@ async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
     let a_conn = client::connect_known(&a).await.unwrap();
     let b_conn = client::connect_known(&b).await.unwrap();
     let p = a.add_partner(partner("Busy Partner")).unwrap();
-    for i in 0..(client::SNAPSHOT_EVERY + 40) {
+    for i in 0..(client::engine::SNAPSHOT_EVERY + 40) {
         let (h, conn) = if i % 2 == 0 {
             (&a, &a_conn)
         } else {
@@ -455,7 +457,7 @@ async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
     else {
         panic!("no snapshot was uploaded")
     };
-    assert!(snapshot.covers >= client::SNAPSHOT_EVERY);
+    assert!(snapshot.covers >= client::engine::SNAPSHOT_EVERY);
     assert!(
         a_conn
             .request(&Request::Pull {
@@ -626,7 +628,7 @@ async fn a_clinicians_second_device_shares_their_personal_space_and_nothing_is_r
 
     let phone = home(d2.path());
     let invite = client::create_device_invite(&laptop, 3600).await.unwrap();
-    let report_before = client::devices(&laptop).await.unwrap().len();
+    let report_before = client::devices(&laptop).await.unwrap().devices.len();
     let identity = client::join(&phone, &invite, "ignored for a second device")
         .await
         .unwrap();
@@ -645,7 +647,7 @@ async fn a_clinicians_second_device_shares_their_personal_space_and_nothing_is_r
         "the practice came from the snapshot's read model"
     );
     assert_eq!(
-        client::devices(&laptop).await.unwrap().len(),
+        client::devices(&laptop).await.unwrap().devices.len(),
         report_before + 1
     );
     // Nothing it downloaded is pushed back: its first round pushes only its own change

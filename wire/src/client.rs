@@ -37,6 +37,9 @@ pub enum ClientError {
         /// Why, in words.
         message: String,
     },
+    /// The relay and this device speak no common protocol version.
+    #[error("{0}")]
+    Version(String),
     /// The relay answered something this request does not expect.
     #[error("unexpected answer from the relay: {0}")]
     Unexpected(String),
@@ -158,6 +161,17 @@ impl RelayClient {
         {
             Response::Hello { version } if SUPPORTED_VERSIONS.contains(&version) => {
                 client.version = version
+            }
+            Response::Error {
+                code: ErrorCode::UnsupportedVersion,
+                message,
+            } => {
+                // A relay of any version names the versions it speaks, last, in brackets.
+                let relay = crate::versions_named(&message);
+                return Err(ClientError::Version(crate::version_mismatch(
+                    SUPPORTED_VERSIONS,
+                    &relay,
+                )));
             }
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         }

@@ -22,8 +22,11 @@ pub struct SetupCode {
     pub token: Vec<u8>,
 }
 
-/// What an invite code carries. It holds the space's current key: share it only with the
-/// colleague it is for, through a channel you trust.
+/// What an invite code carries: where to dial and which certificate to trust, the space
+/// and its membership log's anchor (so the joiner checks the whole log against what its
+/// colleague handed it, not against the relay), and the invite's one-time secret. No
+/// content key: the practice's keys reach the joiner only through the log, sealed to the
+/// invite, and the code alone opens nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteCode {
     /// `host:port` devices dial.
@@ -32,15 +35,13 @@ pub struct InviteCode {
     pub fingerprint: [u8; 32],
     /// The space to join.
     pub space: SpaceId,
-    /// The role the joiner gets.
+    /// The hash of the space's genesis operation.
+    pub anchor: [u8; 32],
+    /// The invite's one-time secret.
+    pub secret: [u8; 32],
+    /// The role the joiner gets (shown before joining; the log decides).
     pub role: Role,
-    /// Single-use invite token the relay checks.
-    pub token: Vec<u8>,
-    /// Key epoch of `key`.
-    pub epoch: u32,
-    /// The space's content key for `epoch`.
-    pub key: [u8; 32],
-    /// Unix seconds after which the relay refuses the token.
+    /// Unix seconds after which the invite cannot be used (shown; the log decides).
     pub expires_at: i64,
     /// For a clinician's own new device: the member it belongs to (none for a colleague).
     pub member: Option<String>,
@@ -53,12 +54,10 @@ pub struct InviteCode {
 pub struct PersonalInvite {
     /// The personal space.
     pub space: SpaceId,
-    /// Single-use invite token for it.
-    pub token: Vec<u8>,
-    /// Key epoch.
-    pub epoch: u32,
-    /// The personal space's key.
-    pub key: [u8; 32],
+    /// Its log's anchor.
+    pub anchor: [u8; 32],
+    /// The invite's one-time secret for it.
+    pub secret: [u8; 32],
 }
 
 /// Why a code was refused.
@@ -73,7 +72,14 @@ pub enum CodeError {
     /// The checksum does not match: truncated or mistyped.
     #[error("the {0} code is damaged or incomplete; copy it again in full")]
     Damaged(&'static str),
+    /// A code made by an older Rapport, which this one no longer takes.
+    #[error("this {0} code was made by an older version of Rapport; ask for a new one")]
+    Outdated(&'static str),
 }
+
+/// The first byte of an invite code's payload since membership logs (an older code's
+/// payload starts with a short length, below 0x80).
+const INVITE_VERSION: u8 = 0xf2;
 
 const SETUP_PREFIX: &str = "RAPPORT-SETUP-";
 const INVITE_PREFIX: &str = "RAPPORT-INVITE-";
@@ -91,6 +97,16 @@ fn decode<T: DeserializeOwned>(
     prefix: &'static str,
     text: &str,
 ) -> Result<T, CodeError> {
+    let payload = decode_bytes(kind, prefix, text)?;
+    postcard::from_bytes(&payload).map_err(|_| CodeError::Damaged(kind))
+}
+
+/// The checked payload of a code.
+fn decode_bytes(
+    kind: &'static str,
+    prefix: &'static str,
+    text: &str,
+) -> Result<Vec<u8>, CodeError> {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let body = compact
         .strip_prefix(prefix)
@@ -105,7 +121,7 @@ fn decode<T: DeserializeOwned>(
     if Sha256::digest(payload)[..4] != *check {
         return Err(CodeError::Damaged(kind));
     }
-    postcard::from_bytes(payload).map_err(|_| CodeError::Damaged(kind))
+    Ok(payload.to_vec())
 }
 
 impl SetupCode {
@@ -123,12 +139,18 @@ impl SetupCode {
 impl InviteCode {
     /// The text form.
     pub fn encode(&self) -> String {
-        encode(INVITE_PREFIX, self)
+        encode(INVITE_PREFIX, &(INVITE_VERSION, self))
     }
 
     /// Parses the text form (whitespace and line breaks are ignored).
     pub fn decode(text: &str) -> Result<InviteCode, CodeError> {
-        decode("invite", INVITE_PREFIX, text)
+        let payload: Vec<u8> = decode_bytes("invite", INVITE_PREFIX, text)?;
+        match payload.split_first() {
+            Some((&INVITE_VERSION, rest)) => {
+                postcard::from_bytes(rest).map_err(|_| CodeError::Damaged("invite"))
+            }
+            _ => Err(CodeError::Outdated("invite")),
+        }
     }
 }
 
@@ -158,20 +180,22 @@ mod tests {
             addr: "127.0.0.1:4433".into(),
             fingerprint: [1; 32],
             space: SpaceId([2; 16]),
+            anchor: [3; 32],
+            secret: [4; 32],
             role: Role::Member,
-            token: vec![3; 32],
-            epoch: 1,
-            key: [4; 32],
             expires_at: 1_900_000_000,
             member: Some("m".into()),
             personal: Some(PersonalInvite {
                 space: SpaceId([5; 16]),
-                token: vec![6],
-                epoch: 1,
-                key: [7; 32],
+                anchor: [6; 32],
+                secret: [7; 32],
             }),
         };
         assert_eq!(InviteCode::decode(&invite.encode()).unwrap(), invite);
+        // A code from before membership logs carried the practice key: it is refused
+        // as outdated, not as damaged.
+        let old = encode(INVITE_PREFIX, &("127.0.0.1:4433".to_string(), [1u8; 32]));
+        assert_eq!(InviteCode::decode(&old), Err(CodeError::Outdated("invite")));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ids::{DeviceId, SpaceId};
+use crate::membership::{InviteId, SignedOp};
 
 /// The largest frame either side accepts (a snapshot of a large practice fits).
 pub const MAX_FRAME: usize = 32 * 1024 * 1024;
@@ -19,8 +20,10 @@ pub const MAX_PULL: u32 = 1_000;
 /// The most blob bytes one pull returns (at least one entry, whatever its size), so a
 /// page of large entries stays well under [`MAX_FRAME`].
 pub const MAX_PULL_BYTES: usize = 16 * 1024 * 1024;
-/// The most key envelopes one request carries.
-pub const MAX_ENVELOPES: usize = 1_000;
+/// The most membership operations one `GetLog` answer carries.
+pub const MAX_LOG_PAGE: usize = 512;
+/// The largest frame a connection may send before its `Hello` is answered.
+pub const MAX_FIRST_FRAME: usize = 4 * 1024;
 
 /// A device's role in a space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,41 +70,42 @@ pub enum Request {
         /// Supported protocol versions.
         versions: Vec<u16>,
     },
-    /// Registers a new space (a practice) with a one-time setup token; the device becomes
-    /// its owner.
+    /// Registers a new practice with a one-time setup token: its membership log's
+    /// genesis, signed by this device, which becomes its owner.
     Register {
         /// The setup token from the relay's setup code.
         setup_token: Vec<u8>,
-        /// The new space.
-        space: SpaceId,
-        /// The device's X25519 public key, for key envelopes.
-        x25519: [u8; 32],
+        /// The practice's genesis operation.
+        genesis: SignedOp,
     },
-    /// Registers another space owned by an already admitted device (a clinician's personal
-    /// space).
+    /// Registers a clinician's personal space (its genesis names the practice; the device
+    /// must be a member of it).
     CreateSpace {
-        /// The new space.
-        space: SpaceId,
-        /// The device's X25519 public key.
-        x25519: [u8; 32],
+        /// The personal space's genesis operation.
+        genesis: SignedOp,
     },
-    /// Creates a single-use, expiring invite (owner or admin).
-    CreateInvite {
+    /// Gives a space whose devices synced before membership logs (protocol 1) its log:
+    /// only the device that registered it may, once.
+    Adopt {
+        /// The genesis operation.
+        genesis: SignedOp,
+    },
+    /// Appends an operation to a space's membership log, only on its current head.
+    AppendOp {
         /// The space.
         space: SpaceId,
-        /// The role the joiner gets (not owner).
-        role: Role,
-        /// Seconds until the invite expires.
-        ttl_secs: u64,
+        /// The signed operation.
+        op: SignedOp,
     },
-    /// Joins a space with an invite token.
-    Join {
+    /// Reads a space's membership log from operation `from` on (members, or a device
+    /// holding a pending invite, which proves it with [`InviteRead`]).
+    GetLog {
         /// The space.
         space: SpaceId,
-        /// The invite token.
-        token: Vec<u8>,
-        /// The device's X25519 public key.
-        x25519: [u8; 32],
+        /// The first operation wanted (0 is the genesis).
+        from: u64,
+        /// For a device joining with an invite.
+        invite: Option<InviteRead>,
     },
     /// Appends a sealed blob to a space's log; idempotent by `client_msg_id`.
     Push {
@@ -151,43 +155,16 @@ pub enum Request {
         /// The last seq to drop.
         through: u64,
     },
-    /// Lists the devices of a space.
-    ListMembers {
-        /// The space.
-        space: SpaceId,
-    },
-    /// Removes a device from a space (owner or admin); its connections close at once.
-    RemoveDevice {
-        /// The space.
-        space: SpaceId,
-        /// The device to remove.
-        device: DeviceId,
-    },
-    /// Stores a new epoch's key, sealed to each remaining device.
-    PutKeyEnvelopes {
-        /// The space.
-        space: SpaceId,
-        /// The new epoch.
-        epoch: u32,
-        /// One sealed key per device.
-        envelopes: Vec<KeyEnvelope>,
-    },
-    /// Fetches the key envelopes addressed to this device from `since_epoch` on.
-    GetKeyEnvelopes {
-        /// The space.
-        space: SpaceId,
-        /// The first epoch wanted.
-        since_epoch: u32,
-    },
 }
 
-/// A key sealed to one device.
+/// A joining device's proof that it holds a pending invite's secret: the invite key's
+/// signature over [`crate::membership::read_message`] for this space and device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyEnvelope {
-    /// The device that can open it.
-    pub device: DeviceId,
-    /// The sealed key (the relay cannot open it).
-    pub sealed: Vec<u8>,
+pub struct InviteRead {
+    /// The invite.
+    pub invite: InviteId,
+    /// The signature.
+    pub signature: Vec<u8>,
 }
 
 /// One log entry.
@@ -214,21 +191,6 @@ pub struct Snapshot {
     pub sender: DeviceId,
     /// The sealed snapshot.
     pub blob: Vec<u8>,
-}
-
-/// A device of a space as the relay knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberInfo {
-    /// Device id.
-    pub device: DeviceId,
-    /// Role.
-    pub role: Role,
-    /// X25519 public key, for sealing epoch keys to it.
-    pub x25519: [u8; 32],
-    /// When it joined (Unix seconds).
-    pub joined_at: i64,
-    /// When it was removed, if it was.
-    pub removed_at: Option<i64>,
 }
 
 /// Why a request was refused.
@@ -260,6 +222,12 @@ pub enum ErrorCode {
     Pruned,
     /// The relay failed; retry later.
     Internal,
+    /// A membership operation did not follow the log's head: fetch the log, decide
+    /// again, retry.
+    Stale,
+    /// The entry or snapshot is sealed under an older key than the space's current one:
+    /// fetch the membership log and seal again.
+    StaleEpoch,
 }
 
 impl ErrorCode {
@@ -279,6 +247,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => 11,
             ErrorCode::Pruned => 12,
             ErrorCode::Internal => 13,
+            ErrorCode::Stale => 14,
+            ErrorCode::StaleEpoch => 15,
         }
     }
 }
@@ -305,12 +275,17 @@ pub enum Response {
         /// The device's role.
         role: Role,
     },
-    /// A new invite.
-    Invite {
-        /// The token to hand to the joiner.
-        token: Vec<u8>,
-        /// Unix seconds.
-        expires_at: i64,
+    /// A membership operation was appended; the log now holds `len` operations.
+    Appended {
+        /// Operations in the log.
+        len: u64,
+    },
+    /// Membership operations from the one asked for.
+    Log {
+        /// In order.
+        ops: Vec<SignedOp>,
+        /// Operations in the whole log (more follow when it exceeds what came).
+        len: u64,
     },
     /// The entry's place in the log.
     Pushed {
@@ -339,10 +314,6 @@ pub enum Response {
     },
     /// The newest snapshot, if any.
     Snapshot(Option<Snapshot>),
-    /// The space's devices.
-    Members(Vec<MemberInfo>),
-    /// Key envelopes addressed to the asking device: `(epoch, sealed key)`.
-    KeyEnvelopes(Vec<(u32, Vec<u8>)>),
     /// The request was refused.
     Error {
         /// Why.
@@ -449,9 +420,13 @@ mod tests {
                 client_msg_id: [3; 16],
                 blob: vec![9; 100],
             },
-            Request::RemoveDevice {
+            Request::GetLog {
                 space: SpaceId([1; 16]),
-                device: DeviceId([2; 16]),
+                from: 3,
+                invite: Some(InviteRead {
+                    invite: InviteId([2; 32]),
+                    signature: vec![7; 64],
+                }),
             },
         ];
         for request in requests {

@@ -8,6 +8,7 @@
 
 mod batch;
 mod insights;
+mod membership;
 mod partner_edit;
 mod read;
 mod snapshot;
@@ -30,7 +31,8 @@ use crate::store::{self, chunks, queries, read_model};
 use crate::validate::Day;
 
 pub use batch::Batch;
-pub use sync_state::{JoinedVia, RelayInfo, SyncPosition};
+pub use membership::VerifiedLog;
+pub use sync_state::{JoinedVia, RelayInfo, SpaceJoin, SyncPosition};
 pub use write::MergeOutcome;
 
 /// How to open a home.
@@ -434,7 +436,7 @@ impl Writer {
             // the one the key gives, so the relay and every peer agree on it.
             let identity = rapport_wire::identity::Identity::generate("rapport-device")
                 .map_err(|e| Error::Conflict(format!("cannot create the device key: {e}")))?;
-            let box_key = crate::sync::crypto::BoxKey::generate();
+            let box_key = crate::sealed::crypto::BoxKey::generate();
             let b64 = |bytes: &[u8]| {
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
             };

@@ -22,8 +22,8 @@ use automerge::Automerge;
 use crate::doc::{self, SCHEMA_VERSION, SpaceKind};
 use crate::error::{Error, Result};
 use crate::model::{EntityKind, Identity, Member};
+use crate::sealed::snapshot::{SnapshotTables, SpaceSnapshot, compress_records};
 use crate::store::{chunks, read_model};
-use crate::sync::snapshot::{SnapshotTables, SpaceSnapshot, compress_records};
 use crate::validate;
 use crate::vocab::Role;
 
@@ -81,6 +81,7 @@ impl Home {
             schema,
             records,
             tables,
+            covers: None,
         })
     }
 
@@ -95,17 +96,32 @@ impl Home {
         member_name: &str,
         via: &JoinedVia<'_>,
     ) -> Result<Identity> {
+        self.join_practice_from_snapshot_as(practice_id, snapshot, &doc::new_id(), member_name, via)
+    }
+
+    /// [`Home::join_practice_from_snapshot`] as the member `member_id` (the id this
+    /// device's admission to the practice's membership log named).
+    pub fn join_practice_from_snapshot_as(
+        &self,
+        practice_id: &str,
+        snapshot: &SpaceSnapshot,
+        member_id: &str,
+        member_name: &str,
+        via: &JoinedVia<'_>,
+    ) -> Result<Identity> {
         let Some(records) = snapshot.records()? else {
-            let identity = self.join_practice(practice_id, &snapshot.document, member_name)?;
+            let identity =
+                self.join_practice_as(practice_id, &snapshot.document, member_id, member_name)?;
             self.record_join(via)?;
             return Ok(identity);
         };
         let member_name = validate::name("member name", member_name)?;
         let practice_id = validate::id("practice id", practice_id)?;
+        let member_id = validate::id("member id", member_id)?;
         let now_ms = self.clock.now_ms();
         self.install_from_snapshot(snapshot, &records, via, |device_id| {
             let ids = Ids {
-                member_id: doc::new_id(),
+                member_id: member_id.clone(),
                 practice_id,
                 personal_id: doc::new_id(),
                 device_id: device_id.to_string(),

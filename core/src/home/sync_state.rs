@@ -6,10 +6,11 @@ use base64::engine::general_purpose::STANDARD;
 use rusqlite::{OptionalExtension, params};
 
 use super::Home;
+use super::membership::{VerifiedLog, write_log};
 use crate::doc::SpaceKind;
 use crate::error::{Error, Result};
+use crate::sealed::crypto::{BoxKey, SpaceKey};
 use crate::store::{chunks, queries};
-use crate::sync::crypto::{BoxKey, SpaceKey};
 
 /// The relay a home syncs through.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,19 +22,28 @@ pub struct RelayInfo {
 }
 
 /// What a device that joined a practice keeps about syncing it: the relay it came
-/// through, the practice's key, and the log position it fetched up to (none when a join
-/// cut off earlier is being finished without fetching again).
+/// through and, for the practice (and a clinician's personal space, for their further
+/// device), the keys, the verified membership log and the log position it fetched up to.
 #[derive(Debug, Clone, Copy)]
 pub struct JoinedVia<'a> {
     /// The relay named by the invite.
     pub relay: &'a RelayInfo,
-    /// The practice's key from the invite.
-    pub key: &'a SpaceKey,
-    /// The seq the fetched snapshot and log cover.
+    /// The practice.
+    pub practice: SpaceJoin<'a>,
+    /// For another device of an existing clinician: their personal space.
+    pub personal: Option<SpaceJoin<'a>>,
+}
+
+/// What a joining device keeps of one space.
+#[derive(Debug, Clone, Copy)]
+pub struct SpaceJoin<'a> {
+    /// The content keys its invite gave it (from the space's log).
+    pub keys: &'a [SpaceKey],
+    /// The space's membership log, verified.
+    pub log: Option<VerifiedLog<'a>>,
+    /// The seq the fetched snapshot and log cover (none when a join cut off earlier is
+    /// being finished without fetching again).
     pub cursor: Option<u64>,
-    /// For another device of an existing clinician: their personal space's key and the
-    /// seq it was fetched up to.
-    pub personal: Option<(&'a SpaceKey, u64)>,
 }
 
 /// Where a space stands with the relay.
@@ -101,12 +111,6 @@ impl Home {
     /// Records the relay.
     pub fn set_relay(&self, relay: &RelayInfo) -> Result<()> {
         write_relay(&self.lock_writer().conn, relay)
-    }
-
-    /// Stores a space key.
-    pub fn add_space_key(&self, kind: SpaceKind, key: &SpaceKey) -> Result<()> {
-        let space = self.space_id(kind)?;
-        write_space_key(&self.lock_writer().conn, &space, key)
     }
 
     /// Keeps, in one transaction, what a device that joined the practice needs to sync it.
@@ -186,7 +190,7 @@ impl Home {
 
     /// The seq the newest snapshot this device knows of covers.
     pub fn last_snapshot(&self, kind: SpaceKind) -> Result<u64> {
-        let key = format!("snapshot:{}", self.space_id(kind)?);
+        let key = format!("verified_snapshot:{}", self.space_id(kind)?);
         Ok(queries::home_value(&self.lock_reader(), &key)?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
@@ -194,10 +198,27 @@ impl Home {
 
     /// Records that a snapshot covers the log up to `seq`.
     pub fn set_last_snapshot(&self, kind: SpaceKind, seq: u64) -> Result<()> {
-        let key = format!("snapshot:{}", self.space_id(kind)?);
+        let key = format!("verified_snapshot:{}", self.space_id(kind)?);
         self.lock_writer().conn.execute(
             "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
             params![key, seq.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Whether a space of this home is registered on the relay (its log's genesis was
+    /// accepted, or this device joined it).
+    pub fn is_registered(&self, kind: SpaceKind) -> Result<bool> {
+        let key = format!("registered:{}", self.space_id(kind)?);
+        Ok(queries::home_value(&self.lock_reader(), &key)?.is_some())
+    }
+
+    /// Records that a space is registered on the relay.
+    pub fn set_registered(&self, kind: SpaceKind) -> Result<()> {
+        let key = format!("registered:{}", self.space_id(kind)?);
+        self.lock_writer().conn.execute(
+            "INSERT OR REPLACE INTO home (key, value) VALUES (?1, '1')",
+            params![key],
         )?;
         Ok(())
     }
@@ -217,7 +238,11 @@ fn write_relay(conn: &rusqlite::Connection, relay: &RelayInfo) -> Result<()> {
     Ok(())
 }
 
-fn write_space_key(conn: &rusqlite::Connection, space_id: &str, key: &SpaceKey) -> Result<()> {
+pub(super) fn write_space_key(
+    conn: &rusqlite::Connection,
+    space_id: &str,
+    key: &SpaceKey,
+) -> Result<()> {
     conn.execute(
         "INSERT OR REPLACE INTO space_keys (space_id, epoch, key) VALUES (?1, ?2, ?3)",
         params![space_id, key.epoch, &key.bytes()[..]],
@@ -233,14 +258,25 @@ pub(super) fn write_join(
     via: &JoinedVia<'_>,
     now_ms: i64,
 ) -> Result<()> {
-    write_space_key(conn, practice, via.key)?;
     write_relay(conn, via.relay)?;
-    if let Some(cursor) = via.cursor {
-        write_cursor(conn, practice, cursor, now_ms)?;
-    }
-    if let Some((key, cursor)) = via.personal {
-        write_space_key(conn, personal, key)?;
-        write_cursor(conn, personal, cursor, now_ms)?;
+    for (space, join) in [
+        (practice, Some(&via.practice)),
+        (personal, via.personal.as_ref()),
+    ] {
+        let Some(join) = join else { continue };
+        conn.execute(
+            "INSERT OR REPLACE INTO home (key, value) VALUES (?1, '1')",
+            params![format!("registered:{space}")],
+        )?;
+        for key in join.keys {
+            write_space_key(conn, space, key)?;
+        }
+        if let Some(log) = &join.log {
+            write_log(conn, space, log)?;
+        }
+        if let Some(cursor) = join.cursor {
+            write_cursor(conn, space, cursor, now_ms)?;
+        }
     }
     Ok(())
 }

@@ -664,12 +664,12 @@ fn personal_notes_stay_out_of_the_practice_document() {
 }
 
 /// A relay and a practice key of `epoch`, as an invite would carry them.
-fn relay_and_key(epoch: u32) -> (RelayInfo, crate::sync::crypto::SpaceKey) {
+fn relay_and_key(epoch: u32) -> (RelayInfo, crate::sealed::crypto::SpaceKey) {
     let relay = RelayInfo {
         addr: "127.0.0.1:4433".into(),
         fingerprint: [9; 32],
     };
-    (relay, crate::sync::crypto::SpaceKey::generate(epoch))
+    (relay, crate::sealed::crypto::SpaceKey::generate(epoch))
 }
 
 #[test]
@@ -685,12 +685,19 @@ fn a_further_device_keeps_its_clinicians_personal_key_and_position_with_the_inst
     let snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
     let personal_doc = a.export_document(SpaceKind::Personal).unwrap();
     let (relay, key) = relay_and_key(2);
-    let personal_key = crate::sync::crypto::SpaceKey::generate(5);
+    let personal_key = crate::sealed::crypto::SpaceKey::generate(5);
     let via = JoinedVia {
         relay: &relay,
-        key: &key,
-        cursor: Some(12),
-        personal: Some((&personal_key, 7)),
+        practice: SpaceJoin {
+            keys: std::slice::from_ref(&key),
+            log: None,
+            cursor: Some(12),
+        },
+        personal: Some(SpaceJoin {
+            keys: std::slice::from_ref(&personal_key),
+            log: None,
+            cursor: Some(7),
+        }),
     };
     let b = open(db.path());
     let phone = b
@@ -722,7 +729,7 @@ fn a_further_device_keeps_its_clinicians_personal_key_and_position_with_the_inst
 
 /// A practice snapshot as devices wrote it before the tables image: every collection in
 /// the records' JSON.
-fn snapshot_with_json_collections(home: &Home) -> crate::sync::snapshot::SpaceSnapshot {
+fn snapshot_with_json_collections(home: &Home) -> crate::sealed::snapshot::SpaceSnapshot {
     let practice_id = home.identity().unwrap().unwrap().practice_id;
     let mut snapshot = home.space_snapshot(SpaceKind::Practice).unwrap();
     let export = read_model::export(
@@ -732,7 +739,7 @@ fn snapshot_with_json_collections(home: &Home) -> crate::sync::snapshot::SpaceSn
         true,
     )
     .unwrap();
-    snapshot.records = Some(crate::sync::snapshot::compress_records(&export).unwrap());
+    snapshot.records = Some(crate::sealed::snapshot::compress_records(&export).unwrap());
     snapshot.tables = None;
     snapshot
 }
@@ -741,13 +748,16 @@ fn snapshot_with_json_collections(home: &Home) -> crate::sync::snapshot::SpaceSn
 fn join_as_ben(
     home: &Home,
     practice_id: &str,
-    snapshot: &crate::sync::snapshot::SpaceSnapshot,
+    snapshot: &crate::sealed::snapshot::SpaceSnapshot,
 ) -> Result<crate::model::Identity> {
     let (relay, key) = relay_and_key(1);
     let via = JoinedVia {
         relay: &relay,
-        key: &key,
-        cursor: Some(1),
+        practice: SpaceJoin {
+            keys: std::slice::from_ref(&key),
+            log: None,
+            cursor: Some(1),
+        },
         personal: None,
     };
     home.join_practice_from_snapshot(practice_id, snapshot, "Ben Ode", &via)
@@ -757,7 +767,7 @@ fn join_as_ben(
 fn refused_join(
     dir: &Path,
     practice_id: &str,
-    snapshot: &crate::sync::snapshot::SpaceSnapshot,
+    snapshot: &crate::sealed::snapshot::SpaceSnapshot,
 ) -> String {
     let b = open(dir);
     let err = join_as_ben(&b, practice_id, snapshot).unwrap_err();
@@ -799,7 +809,7 @@ fn a_snapshot_with_a_malformed_collection_is_refused_and_leaves_nothing() {
     let end = start + good[start..].find(']').unwrap() + 1;
     let json = format!("{}[{{\"id\": oops}}]{}", &good[..start], &good[end..]);
     snapshot.records = Some(
-        crate::sync::snapshot::compress_records(&crate::sync::snapshot::export_of_json(json))
+        crate::sealed::snapshot::compress_records(&crate::sealed::snapshot::export_of_json(json))
             .unwrap(),
     );
     let db = tempfile::tempdir().unwrap();
@@ -961,7 +971,7 @@ fn a_damaged_or_foreign_tables_image_is_refused_and_leaves_nothing() {
     ];
     for (case, image, expected) in cases {
         let mut damaged = snapshot.clone();
-        damaged.tables = Some(crate::sync::snapshot::SnapshotTables::compress(&image).unwrap());
+        damaged.tables = Some(crate::sealed::snapshot::SnapshotTables::compress(&image).unwrap());
         let db = tempfile::tempdir().unwrap();
         let err = refused_join(db.path(), &practice_id, &damaged);
         assert!(err.contains(expected), "{case}: {err}");
@@ -1079,8 +1089,11 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
     let (relay, key) = relay_and_key(3);
     let via = JoinedVia {
         relay: &relay,
-        key: &key,
-        cursor: Some(41),
+        practice: SpaceJoin {
+            keys: std::slice::from_ref(&key),
+            log: None,
+            cursor: Some(41),
+        },
         personal: None,
     };
     let ben = b

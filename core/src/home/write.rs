@@ -77,6 +77,11 @@ impl Home {
         self.identity()?.ok_or(Error::NoPractice)
     }
 
+    /// Refuses when this home already holds a practice (before a join goes to the relay).
+    pub fn ensure_empty(&self) -> Result<()> {
+        ensure_no_practice(&self.lock_writer())
+    }
+
     /// Joins an existing practice from its document bytes (what an invite bootstraps):
     /// adds this clinician as a member and creates their personal space.
     pub fn join_practice(
@@ -85,11 +90,23 @@ impl Home {
         document: &[u8],
         member_name: &str,
     ) -> Result<Identity> {
+        self.join_practice_as(practice_id, document, &doc::new_id(), member_name)
+    }
+
+    /// [`Home::join_practice`] as the member `member_id` (the id this device's admission
+    /// to the practice's membership log named).
+    pub fn join_practice_as(
+        &self,
+        practice_id: &str,
+        document: &[u8],
+        member_id: &str,
+        member_name: &str,
+    ) -> Result<Identity> {
         let member_name = validate::name("member name", member_name)?;
         let practice_id = validate::id("practice id", practice_id)?;
+        let member_id = validate::id("member id", member_id)?;
         let mut practice = joinable_practice(document)?;
         let now_ms = self.clock.now_ms();
-        let member_id = doc::new_id();
         let mut writer = self.lock_writer();
         ensure_no_practice(&writer)?;
         let device_id = device_id(&writer.conn)?;

@@ -356,6 +356,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX followups_by_status ON followups(status, due);
     CREATE INDEX followups_by_partner ON followups(partner_id);
     "#,
+    // 7: each space's membership log as this device verified it (keys come only from
+    //    it), and the newest signed heads statement of each device, for noticing a relay
+    //    that withholds someone's changes.
+    r#"
+    CREATE TABLE membership_ops (
+        space_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        op BLOB NOT NULL,
+        PRIMARY KEY (space_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE membership_state (
+        space_id TEXT PRIMARY KEY,
+        state BLOB NOT NULL
+    );
+    CREATE TABLE heads_statements (
+        space_id TEXT NOT NULL,
+        device TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        statement BLOB NOT NULL,
+        PRIMARY KEY (space_id, device)
+    );
+    "#,
 ];
 
 /// The store version this build creates and understands.

@@ -16,8 +16,15 @@ pub const SNAPSHOT_EVERY: u64 = 200;
 pub struct SpaceView {
     /// Which space.
     pub kind: SpaceKind,
-    /// Whether this device holds a key for it (i.e. it is synced at all).
+    /// Whether this device syncs it (it holds its membership log, or keys from before
+    /// logs that an adoption turns into one).
     pub has_key: bool,
+    /// Whether the space has no membership log here yet but keys from protocol 1: the
+    /// round first gives it one.
+    pub needs_log: bool,
+    /// Devices removed from the practice that this personal space still lists: the round
+    /// removes them (and rotates its key) before it sends anything.
+    pub owes_removals: bool,
     /// The document's heads, encoded and sorted.
     pub heads: Vec<u8>,
     /// The heads the relay acknowledged, encoded and sorted.
@@ -34,8 +41,13 @@ pub struct SpaceView {
 /// One step of a sync round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// Fetch key envelopes for newer epochs.
-    FetchKeys,
+    /// Give a space from protocol 1 its membership log.
+    Adopt,
+    /// Fetch and verify the membership log's new operations (and the keys they seal to
+    /// this device).
+    SyncLog,
+    /// Remove from this personal space the devices removed from the practice.
+    FinishRemovals,
     /// Push the changes the relay has not acknowledged.
     Push,
     /// Pull and merge new entries.
@@ -55,9 +67,11 @@ pub enum Trigger {
     Local,
 }
 
-/// The steps of a full round for one space, in order. Keys come first (a rotation may
-/// have happened), then push (so that pulls return our own entries too), then pull; the
-/// snapshot decision is taken again after the pull, from the new cursor.
+/// The steps of a full round for one space, in order. The membership log comes first (a
+/// removal or rotation may have happened; nothing is sealed before the device knows the
+/// current key), then a personal space's removals still owed, then push (so that pulls
+/// return our own entries too), then pull; the snapshot decision is taken again after the
+/// pull, from the new cursor.
 pub fn plan(view: &SpaceView) -> Vec<Step> {
     plan_for(view, Trigger::Full)
 }
@@ -72,7 +86,14 @@ pub fn plan_for(view: &SpaceView, trigger: Trigger) -> Vec<Step> {
     let unpushed = view.heads != view.acked || view.pending;
     match trigger {
         Trigger::Full => {
-            let mut steps = vec![Step::FetchKeys];
+            let mut steps = Vec::new();
+            if view.needs_log {
+                steps.push(Step::Adopt);
+            }
+            steps.push(Step::SyncLog);
+            if view.owes_removals {
+                steps.push(Step::FinishRemovals);
+            }
             if unpushed {
                 steps.push(Step::Push);
             }
@@ -99,6 +120,49 @@ pub enum Delivered {
     Merge,
     /// Entries are missing before it: pull instead.
     Gap,
+}
+
+/// What to do with an entry pulled or delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryAction {
+    /// This device's own: already merged.
+    Ours,
+    /// Open it with the key this device holds for its epoch.
+    Open,
+    /// Sealed under an epoch newer than the verified log knows: fetch the log first.
+    FetchLog,
+    /// Sealed under an epoch whose key has not reached this device yet: the cursor stays
+    /// before it until the key arrives (it is never skipped).
+    Hold,
+    /// Sealed under an epoch whose key the log never gave this device: refused and
+    /// reported.
+    Refuse(String),
+}
+
+/// Decides about an entry of `epoch` from `sender`. `me` is this device, `has_key`
+/// whether it holds the key of that epoch, `log_epoch` the verified log's current epoch
+/// and `fetched` whether the log was fetched for this entry already.
+pub fn on_entry(
+    me: rapport_wire::DeviceId,
+    sender: rapport_wire::DeviceId,
+    epoch: u32,
+    has_key: bool,
+    log_epoch: u32,
+    fetched: bool,
+) -> EntryAction {
+    if sender == me {
+        EntryAction::Ours
+    } else if has_key {
+        EntryAction::Open
+    } else if epoch > log_epoch && !fetched {
+        EntryAction::FetchLog
+    } else if epoch > log_epoch {
+        EntryAction::Hold
+    } else {
+        EntryAction::Refuse(format!(
+            "sealed under key epoch {epoch}, which the membership log never gave this device"
+        ))
+    }
 }
 
 /// Decides about a delivered entry `seq` for a space whose cursor is `cursor`.
@@ -445,6 +509,8 @@ mod tests {
         SpaceView {
             kind: SpaceKind::Practice,
             has_key: true,
+            needs_log: false,
+            owes_removals: false,
             heads: vec![1],
             acked: vec![1],
             cursor: 10,
@@ -455,13 +521,29 @@ mod tests {
 
     #[test]
     fn a_round_pushes_only_what_is_unacknowledged() {
-        assert_eq!(plan(&view()), vec![Step::FetchKeys, Step::Pull]);
+        assert_eq!(plan(&view()), vec![Step::SyncLog, Step::Pull]);
         assert_eq!(
             plan(&SpaceView {
                 heads: vec![2],
                 ..view()
             }),
-            vec![Step::FetchKeys, Step::Push, Step::Pull]
+            vec![Step::SyncLog, Step::Push, Step::Pull]
+        );
+        assert_eq!(
+            plan(&SpaceView {
+                heads: vec![2],
+                needs_log: true,
+                owes_removals: true,
+                ..view()
+            }),
+            vec![
+                Step::Adopt,
+                Step::SyncLog,
+                Step::FinishRemovals,
+                Step::Push,
+                Step::Pull
+            ],
+            "the log and the removals it owes come before anything is sealed"
         );
         assert_eq!(
             plan_for(
@@ -497,6 +579,22 @@ mod tests {
         );
         assert_eq!(plan_for(&unpushed, Trigger::Notice), vec![Step::Pull]);
         assert_eq!(plan_for(&unpushed, Trigger::Full), plan(&unpushed));
+    }
+
+    #[test]
+    fn an_entry_without_its_key_is_held_until_the_log_brings_it_never_skipped() {
+        let (me, ana) = (
+            rapport_wire::DeviceId([1; 16]),
+            rapport_wire::DeviceId([2; 16]),
+        );
+        assert_eq!(on_entry(me, me, 9, false, 1, false), EntryAction::Ours);
+        assert_eq!(on_entry(me, ana, 2, true, 2, false), EntryAction::Open);
+        assert_eq!(on_entry(me, ana, 3, false, 2, false), EntryAction::FetchLog);
+        assert_eq!(on_entry(me, ana, 3, false, 2, true), EntryAction::Hold);
+        assert!(matches!(
+            on_entry(me, ana, 1, false, 2, true),
+            EntryAction::Refuse(_)
+        ));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use rapport_wire::client::{Notice, Notices, RelayClient};
 
-use super::client::{SyncReport, apply_delivered, connect_known, round_for};
+use super::connect::connect_known;
 use super::engine::{Action, Backoff, Event, Machine, SyncStatus};
+use super::round::{SyncReport, apply_delivered, round_for};
 use crate::doc::SpaceKind;
 use crate::events::{ChangeEvent, Origin};
 use crate::home::Home;

@@ -287,9 +287,10 @@ class SyncTest(unittest.TestCase):
         self.assertTrue(any(isinstance(s, SyncStatus.UP_TO_DATE) for s in statuses.statuses))
         self.assertIsInstance(ana.sync_status(), SyncStatus.UP_TO_DATE)
 
-        devices = await ana.devices()
-        self.assertEqual(len(devices), 2)
-        self.assertEqual(sum(d.this_device for d in devices), 1)
+        known = await ana.devices()
+        self.assertEqual(len(known.devices), 2)
+        self.assertEqual(sum(d.this_device for d in known.devices), 1)
+        self.assertEqual(known.invites, [], "the invite was used")
 
         await sync.stop()
         self.assertFalse(sync.is_running())

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rapport_relay::data::DataDir;
 use rapport_relay::server::{Config, Relay};
-use rapport_wire::SpaceId;
-use rapport_wire::client::RelayClient;
+use rapport_tests::raw::RawDevice;
 use rapport_wire::frames::{Request, Response, Role};
 use rapport_wire::identity::Identity;
 use serde_json::json;
@@ -157,40 +156,16 @@ pub fn run() -> Result<()> {
 async fn measure(relay: &RelayProcess) -> Result<(f64, f64, usize, f64, f64)> {
     let pid = relay.child.id();
     let baseline_rss_mb = rss_mb(pid)?;
-    let owner_id = Identity::generate("owner")?;
-    let owner = RelayClient::connect(relay.addr, &owner_id, relay.fingerprint).await?;
-    let space = SpaceId::random();
-    owner
-        .request(&Request::Register {
-            setup_token: relay.setup_token.clone(),
-            space,
-            x25519: [0; 32],
-        })
-        .await?;
+    let owner = RawDevice::connect(relay.addr, relay.fingerprint).await?;
+    let space = owner.register(relay.setup_token.clone()).await?;
 
-    // 100 devices join the space.
+    // 100 devices join the space, each with an invite in its membership log.
     let mut devices = Vec::with_capacity(DEVICES);
     for _ in 0..DEVICES {
-        let Response::Invite { token, .. } = owner
-            .request(&Request::CreateInvite {
-                space,
-                role: Role::Member,
-                ttl_secs: 3600,
-            })
-            .await?
-        else {
-            bail!("no invite");
-        };
-        let identity = Identity::generate("device")?;
-        let client = RelayClient::connect(relay.addr, &identity, relay.fingerprint).await?;
-        client
-            .request(&Request::Join {
-                space,
-                token,
-                x25519: [0; 32],
-            })
-            .await?;
-        devices.push(Arc::new(client));
+        let secret = owner.invite(space, Role::Member).await?;
+        let device = RawDevice::connect(relay.addr, relay.fingerprint).await?;
+        device.admit(space, &secret).await?;
+        devices.push(Arc::new(device.client));
     }
 
     // Pushes: every device pushes 1 KiB blobs as fast as acknowledgements come back.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rapport_core::model::{NewPartner, NewTouchpoint};
-use rapport_core::sync::client;
+use rapport_core::sync as client;
 use rapport_core::sync::service::SyncService;
 use rapport_core::vocab::{PartnerKind, TouchpointKind};
 use rapport_core::{ChangeEvent, Home, Origin, SpaceKind};

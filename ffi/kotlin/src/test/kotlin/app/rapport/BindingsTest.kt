@@ -221,9 +221,10 @@ class SyncTest {
                 assertTrue(heard.events.any { it.origin == Origin.REMOTE })
                 while (statuses.statuses.none { it is SyncStatus.UpToDate }) delay(100)
                 assertTrue(ana.syncStatus() is SyncStatus.UpToDate)
-                val devices = ana.devices()
-                assertEquals(2, devices.size)
-                assertEquals(1, devices.count { it.thisDevice })
+                val known = ana.devices()
+                assertEquals(2, known.devices.size)
+                assertEquals(1, known.devices.count { it.thisDevice })
+                assertTrue(known.invites.isEmpty(), "the invite was used")
                 sync.stop()
                 assertFalse(sync.isRunning())
             }

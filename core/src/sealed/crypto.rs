@@ -333,7 +333,11 @@ mod tests {
             );
             assert_eq!(bucket(b - 4), b, "a bucket is its own bucket");
         }
-        assert!(bucket(crate::sync::client::PIECE) + 137 <= rapport_wire::frames::MAX_BLOB);
+        assert!(
+            bucket(super::super::entry::PIECE + super::super::entry::MAX_STATEMENT_BYTES + 12)
+                + 137
+                <= rapport_wire::frames::MAX_BLOB
+        );
     }
 
     #[test]

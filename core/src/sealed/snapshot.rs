@@ -44,6 +44,10 @@ pub struct SpaceSnapshot {
     pub records: Option<Vec<u8>>,
     /// The large collections' tables at `heads`, when `records` leaves them out.
     pub tables: Option<SnapshotTables>,
+    /// The last relay seq it includes, sealed and signed with it, so that a relay cannot
+    /// pair an old snapshot with a newer position (`None` in snapshots from before
+    /// membership logs).
+    pub covers: Option<u64>,
 }
 
 /// A read model's large collections as a snapshot carries them: an SQLite image of their
@@ -78,6 +82,8 @@ struct Header {
     tables_len: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tables_store: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    covers: Option<u64>,
 }
 
 /// Compresses the JSON of a space's records for a snapshot.
@@ -222,7 +228,56 @@ fn decompress_bounded(compressed: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The heads an Automerge document chunk (what `Automerge::save()` writes) names in its
+/// header, read without loading the document; `None` if the bytes are not one.
+///
+/// The chunk: magic (4) ‖ checksum (4) ‖ type (1, 0 = document) ‖ length (uLEB128) ‖
+/// actors (uLEB128 count, each uLEB128 length and bytes) ‖ heads (uLEB128 count, 32 bytes
+/// each) ‖ the columns.
+pub fn document_heads(bytes: &[u8]) -> Option<Vec<ChangeHash>> {
+    fn uleb(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    if bytes.get(..4)? != [0x85, 0x6f, 0x4a, 0x83] || *bytes.get(8)? != 0 {
+        return None;
+    }
+    let mut at = 9;
+    let len = usize::try_from(uleb(bytes, &mut at)?).ok()?;
+    let end = at.checked_add(len)?;
+    let chunk = bytes.get(..end)?;
+    let actors = uleb(chunk, &mut at)?;
+    for _ in 0..actors {
+        let len = usize::try_from(uleb(chunk, &mut at)?).ok()?;
+        at = at.checked_add(len)?;
+    }
+    let count = usize::try_from(uleb(chunk, &mut at)?).ok()?;
+    let mut heads = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        let hash: [u8; 32] = chunk.get(at..at.checked_add(32)?)?.try_into().ok()?;
+        heads.push(ChangeHash(hash));
+        at += 32;
+    }
+    heads.sort();
+    Some(heads)
+}
+
 impl SpaceSnapshot {
+    /// Whether the heads the header claims are the ones its document names.
+    pub fn heads_match_document(&self) -> bool {
+        let mut claimed = self.heads.clone();
+        claimed.sort();
+        document_heads(&self.document).is_some_and(|heads| heads == claimed)
+    }
+
     /// The same snapshot without its records (when they would not fit a relay snapshot).
     pub fn without_records(mut self) -> SpaceSnapshot {
         self.records = None;
@@ -241,6 +296,7 @@ impl SpaceSnapshot {
             records_len: records.len() as u64,
             tables_len: tables.map(|t| t.len() as u64),
             tables_store: self.tables.as_ref().map(|t| t.store_version),
+            covers: self.covers,
         };
         let tables = tables.unwrap_or_default();
         // Serializing plain strings and numbers cannot fail.
@@ -270,6 +326,7 @@ impl SpaceSnapshot {
                 schema: 0,
                 records: None,
                 tables: None,
+                covers: None,
             });
         };
         let bad = |what: &str| Error::Sync(format!("the snapshot is malformed: {what}"));
@@ -313,6 +370,7 @@ impl SpaceSnapshot {
                 (None, None) => None,
                 _ => return Err(bad("its tables section is described by halves")),
             },
+            covers: header.covers,
         })
     }
 
@@ -416,7 +474,45 @@ mod tests {
             schema: 2,
             records: Some(compress_records(&export_of_json(practice_json())).unwrap()),
             tables: None,
+            covers: Some(41),
         }
+    }
+
+    #[test]
+    fn covers_travel_sealed_and_a_document_s_heads_are_read_from_its_header() {
+        let back = SpaceSnapshot::decode(&sample().encode()).unwrap();
+        assert_eq!(back.covers, Some(41));
+        let mut doc = automerge::AutoCommit::new();
+        use automerge::transaction::Transactable;
+        for i in 0..3 {
+            let mut other = doc.fork();
+            doc.put(automerge::ROOT, format!("k{i}"), i).unwrap();
+            other.put(automerge::ROOT, "x", i).unwrap();
+            doc.merge(&mut other).unwrap();
+        }
+        let bytes = doc.save();
+        let mut heads = doc.get_heads();
+        heads.sort();
+        assert_eq!(heads.len(), 2, "concurrent changes: two heads");
+        assert_eq!(document_heads(&bytes), Some(heads.clone()));
+        let snapshot = SpaceSnapshot {
+            document: bytes.clone(),
+            heads: heads.clone(),
+            ..sample()
+        };
+        assert!(snapshot.heads_match_document());
+        let lying = SpaceSnapshot {
+            heads: vec![ChangeHash([1; 32])],
+            ..snapshot
+        };
+        assert!(
+            !lying.heads_match_document(),
+            "heads that are not the document's are caught"
+        );
+        for cut in [0, 5, 9, 40, bytes.len() / 2] {
+            let _ = document_heads(&bytes[..cut]);
+        }
+        assert_eq!(document_heads(b"not automerge"), None);
     }
 
     #[test]
