@@ -170,3 +170,70 @@ async fn connecting_a_practice_cut_off_after_registering_is_finished_by_syncing(
     relay.task.await.unwrap();
     scenario.teardown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_cut_off_after_the_relay_took_it_is_finished_by_the_next_round() {
+    let scenario = fail::FailScenario::setup();
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let laptop = Home::open(dirs[0].path()).unwrap();
+    laptop.create_practice("Practice", "Owner").unwrap();
+    client::connect_practice(&laptop, &(relay.setup_code)())
+        .await
+        .unwrap();
+    let phone = Home::open(dirs[1].path()).unwrap();
+    client::join(
+        &phone,
+        &client::create_device_invite(&laptop, 3600).await.unwrap(),
+        "",
+    )
+    .await
+    .unwrap();
+    client::sync_now(&phone).await.unwrap();
+    client::sync_now(&laptop).await.unwrap();
+    let phone_id = phone.device_identity().unwrap().device_id();
+    let personal = laptop
+        .current_space_key(SpaceKind::Personal)
+        .unwrap()
+        .unwrap()
+        .epoch;
+
+    // The practice's removal reaches the relay; the app dies before the personal space
+    // follows.
+    fail::cfg("after-append", "1*return").unwrap();
+    let cut = client::remove_device(&laptop, &phone_id.to_string())
+        .await
+        .unwrap_err();
+    assert!(cut.to_string().contains("cut off"), "{cut}");
+    fail::remove("after-append");
+    let half = laptop.membership(SpaceKind::Personal).unwrap().unwrap();
+    assert!(
+        half.is_member(phone_id),
+        "the cut left the personal space to finish"
+    );
+    assert!(
+        client::sync_now(&phone).await.is_err(),
+        "the relay refuses the phone on every space already"
+    );
+
+    // The next round finishes it: the phone leaves the personal space and its key moves.
+    client::sync_now(&laptop).await.unwrap();
+    let done = laptop.membership(SpaceKind::Personal).unwrap().unwrap();
+    assert!(!done.is_member(phone_id));
+    assert_eq!(done.epoch, personal + 1);
+    assert_eq!(
+        laptop
+            .current_space_key(SpaceKind::Personal)
+            .unwrap()
+            .unwrap()
+            .epoch,
+        personal + 1
+    );
+    // And removing again says it is done rather than failing.
+    client::remove_device(&laptop, &phone_id.to_string())
+        .await
+        .unwrap();
+    scenario.teardown();
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}

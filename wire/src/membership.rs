@@ -736,7 +736,15 @@ impl LogState {
                 member,
                 keys,
             } => {
-                self.require_manager(signer, "invite")?;
+                // A clinician may add a further device of their own with their role;
+                // inviting anyone else takes an owner or admin.
+                let inviter = self.signer_member(signer)?;
+                let own_device = member.as_deref() == Some(inviter.member.as_str())
+                    && *role == Role::Member
+                    && inviter.role == Role::Member;
+                if !own_device {
+                    self.require_manager(signer, "invite")?;
+                }
                 if *role == Role::Owner {
                     return Err(refused(
                         "an invite can make an admin or a member, not an owner",

@@ -42,7 +42,14 @@ async fn invite_op<L: Link>(
     let space = space_of(home, kind)?;
     let me = home.device_identity()?.device_id();
     append(home, link, kind, |state| {
-        if !state.may_manage(me) {
+        // A member may add a further device of their own (as a member), like the log's
+        // rule; inviting a colleague takes an owner or admin.
+        let own_device = role == Role::Member
+            && state
+                .members
+                .get(&me)
+                .is_some_and(|m| member.as_ref() == Some(&m.member));
+        if !state.may_manage(me) && !own_device {
             return Err(Error::Sync(
                 "only an owner or admin of the practice can invite".into(),
             ));
@@ -138,13 +145,13 @@ pub async fn create_device_invite_via<L: Link>(
     let member = home.identity()?.ok_or(Error::NoPractice)?.member_id;
     let practice = super::log::refresh(home, link, SpaceKind::Practice).await?;
     // The new device may manage the practice if this one may (an owner's second device
-    // becomes an admin: a practice has one owner device). A member cannot invite to the
-    // practice, so its further devices need an admin's invite.
+    // becomes an admin: a practice has one owner device); a member's is a member.
     let role = match practice.role(me) {
         Some(Role::Owner | Role::Admin) => Role::Admin,
-        _ => {
+        Some(Role::Member) => Role::Member,
+        None => {
             return Err(Error::Sync(
-                "only an owner or admin can add devices to the practice; ask one for an invite for your new device".into(),
+                "this device is not (or no longer) a member of the practice".into(),
             ));
         }
     };

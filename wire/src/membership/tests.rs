@@ -611,3 +611,43 @@ proptest! {
         let _ = LogState::genesis(&op, None);
     }
 }
+
+#[test]
+fn a_member_invites_only_a_further_device_of_their_own_as_a_member() {
+    let (_, state, devices) = practice();
+    let member = &devices[2];
+    for (invite, role, whom, why) in [
+        (Invite::new(40), Role::Member, None, "a colleague"),
+        (
+            Invite::new(41),
+            Role::Member,
+            Some("member-1"),
+            "another's device",
+        ),
+        (
+            Invite::new(42),
+            Role::Admin,
+            Some("member-2"),
+            "a device as admin",
+        ),
+    ] {
+        let op = member.sign(&state, invite.op(&state, role, T + 900, whom), T + 5);
+        assert!(
+            matches!(state.clone().apply(&op, Clock::Signed), Err(LogError::Refused(m)) if m.contains("only an owner or admin")),
+            "{why}"
+        );
+    }
+    let mut state = state;
+    let invite = Invite::new(43);
+    let op = member.sign(
+        &state,
+        invite.op(&state, Role::Member, T + 900, Some("member-2")),
+        T + 5,
+    );
+    state.apply(&op, Clock::Signed).unwrap();
+    let phone = Device::new(44);
+    let op = phone.sign(&state, invite.admit(state.space, &phone, "member-2"), T + 6);
+    state.apply(&op, Clock::Signed).unwrap();
+    assert_eq!(state.role(phone.id()), Some(Role::Member));
+    assert_eq!(state.members[&phone.id()].member, "member-2");
+}
