@@ -178,6 +178,6 @@ mod tests {
         let mut huge = MAGIC.to_vec();
         huge.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(decode(&huge).is_err());
-        assert!(PIECE + MAX_STATEMENT_BYTES + 12 + 4 <= 512 * 1024);
+        const { assert!(PIECE + MAX_STATEMENT_BYTES + 12 + 4 <= 512 * 1024) };
     }
 }
