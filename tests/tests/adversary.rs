@@ -1,0 +1,416 @@
+//! A dishonest relay: the real relay on loopback, with a link in front of each attacked
+//! device that rewrites what the relay answers (a compromised relay can send anything).
+//! Devices never take its word for who is a member or which key is current: each forgery,
+//! substitution, rollback or replay below is refused with a clear error and leaves what
+//! the device verified before untouched; an entry whose key is withheld is held, never
+//! skipped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use rapport_core::model::NewPartner;
+use rapport_core::sealed::keyring;
+use rapport_core::sync::link::Link;
+use rapport_core::sync::{self as client};
+use rapport_core::vocab::PartnerKind;
+use rapport_core::{Home, SpaceKind};
+use rapport_tests::relay::{Running, relay};
+use rapport_wire::SpaceId;
+use rapport_wire::client::{ClientError, RelayClient};
+use rapport_wire::codes::InviteCode;
+use rapport_wire::frames::{Request, Response, Role};
+use rapport_wire::identity::Identity;
+use rapport_wire::membership::{LogState, Op, SignedOp, next_op};
+
+type Rewrite = dyn Fn(&Request, Response) -> Response + Send + Sync;
+
+/// The relay as a device under attack sees it: every answer passes through `rewrite`.
+struct Dishonest<'a> {
+    inner: &'a RelayClient,
+    rewrite: Box<Rewrite>,
+}
+
+impl Link for Dishonest<'_> {
+    fn request(
+        &self,
+        request: &Request,
+    ) -> impl Future<Output = Result<Response, ClientError>> + Send {
+        let request = request.clone();
+        async move {
+            let answer = self.inner.request(&request).await?;
+            Ok((self.rewrite)(&request, answer))
+        }
+    }
+}
+
+fn home(dir: &Path) -> Home {
+    Home::open(dir).unwrap()
+}
+
+fn partner(name: &str) -> NewPartner {
+    NewPartner {
+        kind: Some(PartnerKind::School),
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// An owner and a member, synced, on a fresh relay.
+async fn practice(relay: &Running, dirs: &[tempfile::TempDir]) -> (Home, Home, SpaceId) {
+    let owner = home(dirs[0].path());
+    owner.create_practice("Practice", "Owner").unwrap();
+    owner.add_partner(partner("Before the Attack")).unwrap();
+    client::connect_practice(&owner, &(relay.setup_code)())
+        .await
+        .unwrap();
+    let member = home(dirs[1].path());
+    client::join(
+        &member,
+        &client::create_invite(&owner, Role::Member, 3600)
+            .await
+            .unwrap(),
+        "Member",
+    )
+    .await
+    .unwrap();
+    client::sync_now(&member).await.unwrap();
+    client::sync_now(&owner).await.unwrap();
+    let space = SpaceId::parse(&owner.space_id(SpaceKind::Practice).unwrap()).unwrap();
+    (owner, member, space)
+}
+
+/// The whole practice log as the relay holds it, and the state it verifies to.
+async fn full_log(conn: &RelayClient, space: SpaceId) -> (Vec<SignedOp>, LogState) {
+    let Response::Log { ops, .. } = conn
+        .request(&Request::GetLog {
+            space,
+            from: 0,
+            invite: None,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("no log")
+    };
+    let state = LogState::verify(&ops, None).unwrap();
+    (ops, state)
+}
+
+/// Appends `extra` to every log answer for `space` that reaches the relay's end.
+fn append_to_log(space: SpaceId, extra: Vec<SignedOp>) -> Box<Rewrite> {
+    Box::new(move |request, answer| match (request, answer) {
+        (Request::GetLog { space: s, from, .. }, Response::Log { mut ops, len })
+            if *s == space && from + ops.len() as u64 >= len =>
+        {
+            ops.extend(extra.iter().cloned());
+            Response::Log {
+                ops,
+                len: len + extra.len() as u64,
+            }
+        }
+        (_, answer) => answer,
+    })
+}
+
+/// What the member verified and holds, to compare before and after an attack.
+fn verified(home: &Home) -> (u64, u32, usize, usize) {
+    let state = home.membership(SpaceKind::Practice).unwrap().unwrap();
+    (
+        state.len,
+        state.epoch,
+        state.members.len(),
+        home.space_keys(SpaceKind::Practice).unwrap().len(),
+    )
+}
+
+/// Runs one round of `member` through `rewrite`; returns its error.
+async fn attacked_round(member: &Home, rewrite: Box<Rewrite>) -> String {
+    let conn = client::connect_known(member).await.unwrap();
+    let before = verified(member);
+    let result = client::round(
+        member,
+        &Dishonest {
+            inner: &conn,
+            rewrite,
+        },
+    )
+    .await;
+    conn.close().await;
+    assert_eq!(verified(member), before, "nothing the attack sent was kept");
+    result.expect_err("the attack was accepted").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cannot_install_a_key_add_a_member_or_alter_an_operation() {
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (owner, member, space) = practice(&relay, &dirs).await;
+    let conn = client::connect_known(&owner).await.unwrap();
+    let (ops, state) = full_log(&conn, space).await;
+    let forger = Identity::generate("relay").unwrap();
+
+    // A key the relay chose, sealed to every device's real X25519 key from the log, in a
+    // rotation signed by the relay's own key: it would read everything written after.
+    let (_, rotation) = keyring::rotation(&state, state.epoch + 1, now());
+    let own_rotation = next_op(
+        &state,
+        Op::Rotate {
+            rotation: rotation.clone(),
+        },
+        now(),
+        forger.key_pkcs8(),
+    )
+    .unwrap();
+    let refused = attacked_round(&member, append_to_log(space, vec![own_rotation])).await;
+    assert!(refused.contains("not a member"), "{refused}");
+
+    // The same rotation claiming the owner as signer (the relay cannot sign for it).
+    let mut as_owner = next_op(&state, Op::Rotate { rotation }, now(), forger.key_pkcs8()).unwrap();
+    as_owner.signer = ops[0].signer;
+    let refused = attacked_round(&member, append_to_log(space, vec![as_owner])).await;
+    assert!(refused.contains("signature"), "{refused}");
+
+    // A phantom member: a device the relay made up admitting itself with an invite the
+    // log holds, without the invite's secret for the proof.
+    let pending_secret = keyring::InviteSecret::generate();
+    client::create_invite(&owner, Role::Member, 3600)
+        .await
+        .unwrap();
+    let (_, state) = full_log(&conn, space).await;
+    let invite = *state.invites.keys().next().unwrap();
+    let phantom = Identity::generate("phantom").unwrap();
+    let keys = rapport_wire::membership::DeviceKeys {
+        signing: phantom.public_key().try_into().unwrap(),
+        x25519: [7; 32],
+    };
+    let admit = next_op(
+        &state,
+        Op::Admit {
+            invite,
+            device: keys,
+            member: "phantom".into(),
+            proof: pending_secret.admit_proof(space, &keys, "phantom"),
+        },
+        now(),
+        phantom.key_pkcs8(),
+    )
+    .unwrap();
+    // The member fetches the invite first (honestly), then the forged admission.
+    client::sync_now(&member).await.unwrap();
+    let refused = attacked_round(&member, append_to_log(space, vec![admit])).await;
+    assert!(refused.contains("proof"), "{refused}");
+
+    // An operation the owner really signed, altered in flight (one byte of the keys it
+    // seals): the signature no longer holds.
+    let tamper: Box<Rewrite> = Box::new(move |request, answer| match (request, answer) {
+        (Request::GetLog { .. }, Response::Log { mut ops, len }) if !ops.is_empty() => {
+            let last = ops.len() - 1;
+            let end = ops[last].body.len() - 1;
+            ops[last].body[end] ^= 1;
+            Response::Log { ops, len }
+        }
+        (_, answer) => answer,
+    });
+    // (A new invite by the owner: the member has not fetched it yet.)
+    client::create_invite(&owner, Role::Member, 3600)
+        .await
+        .unwrap();
+    let refused = attacked_round(&member, tamper).await;
+    assert!(refused.contains("signature"), "{refused}");
+    conn.close().await;
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_or_replayed_log_is_refused() {
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (_owner, member, space) = practice(&relay, &dirs).await;
+    let known = member.membership(SpaceKind::Practice).unwrap().unwrap();
+
+    // Rolled back: the relay claims a shorter log than the member verified (say, to undo
+    // a removal it was asked to enforce).
+    let rollback: Box<Rewrite> = Box::new(move |request, answer| match (request, answer) {
+        (Request::GetLog { space: s, .. }, Response::Log { .. }) if *s == space => Response::Log {
+            ops: vec![],
+            len: known.len - 1,
+        },
+        (_, answer) => answer,
+    });
+    let refused = attacked_round(&member, rollback).await;
+    assert!(refused.contains("rolled back"), "{refused}");
+
+    // Replayed: an operation already in the log served again as if new.
+    let conn = client::connect_known(&member).await.unwrap();
+    let (ops, _) = full_log(&conn, space).await;
+    conn.close().await;
+    let refused = attacked_round(&member, append_to_log(space, vec![ops[1].clone()])).await;
+    assert!(
+        refused.contains("forks from the one this device verified"),
+        "{refused}"
+    );
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_refuses_another_practice_s_log_an_altered_admission_or_a_stretched_snapshot() {
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (owner, _member, space) = practice(&relay, &dirs).await;
+    // Another practice on the same relay, whose log the relay serves instead.
+    let other = home(dirs[2].path());
+    other.create_practice("Decoy", "Decoy Owner").unwrap();
+    client::connect_practice(&other, &(relay.setup_code)())
+        .await
+        .unwrap();
+    let other_conn = client::connect_known(&other).await.unwrap();
+    let other_space = SpaceId::parse(&other.space_id(SpaceKind::Practice).unwrap()).unwrap();
+    let (decoy, _) = full_log(&other_conn, other_space).await;
+    other_conn.close().await;
+
+    let invite = client::create_invite(&owner, Role::Member, 3600)
+        .await
+        .unwrap();
+    let code = InviteCode::decode(&invite).unwrap();
+    let attacks: Vec<(&str, Box<Rewrite>)> = vec![
+        (
+            "does not start where the invite says",
+            Box::new(move |request, answer| match (request, answer) {
+                (Request::GetLog { .. }, Response::Log { .. }) => Response::Log {
+                    len: decoy.len() as u64,
+                    ops: decoy.clone(),
+                },
+                (_, answer) => answer,
+            }),
+        ),
+        (
+            "signature",
+            // The member's X25519 key swapped for one the relay holds (the last 32
+            // bytes of an admission's body are not it, but any byte of the body is
+            // covered by the signature).
+            Box::new(move |request, answer| match (request, answer) {
+                (Request::GetLog { .. }, Response::Log { mut ops, len }) if ops.len() > 2 => {
+                    let body = &mut ops[2].body;
+                    let middle = body.len() / 2;
+                    body[middle] ^= 0x55;
+                    Response::Log { ops, len }
+                }
+                (_, answer) => answer,
+            }),
+        ),
+        (
+            "as covering the log up to",
+            // The snapshot claims to cover more than was sealed into it, so the joiner
+            // would skip the entries in between.
+            Box::new(move |request, answer| match (request, answer) {
+                (Request::GetSnapshot { .. }, Response::Snapshot(Some(mut snapshot))) => {
+                    snapshot.covers += 5;
+                    Response::Snapshot(Some(snapshot))
+                }
+                (_, answer) => answer,
+            }),
+        ),
+    ];
+    for (n, (what, rewrite)) in attacks.into_iter().enumerate() {
+        let joiner = home(dirs[3].path().join(n.to_string()).as_path());
+        let conn = client::connect::connect(&joiner, &code.addr, code.fingerprint)
+            .await
+            .unwrap();
+        let refused = client::join::join_via(
+            &joiner,
+            &Dishonest {
+                inner: &conn,
+                rewrite,
+            },
+            &code,
+            "Joiner",
+            &|_, _| {},
+        )
+        .await
+        .expect_err(what)
+        .to_string();
+        conn.close().await;
+        assert!(refused.contains(what), "{what}: {refused}");
+        assert!(
+            joiner.space_id(SpaceKind::Practice).is_err(),
+            "{what}: nothing was installed"
+        );
+    }
+    let _ = space;
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_under_a_key_the_relay_withholds_are_held_not_skipped() {
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (owner, member, space) = practice(&relay, &dirs).await;
+    let third = home(dirs[2].path());
+    client::join(
+        &third,
+        &client::create_invite(&owner, Role::Member, 3600)
+            .await
+            .unwrap(),
+        "Third",
+    )
+    .await
+    .unwrap();
+    client::sync_now(&third).await.unwrap();
+    client::sync_now(&member).await.unwrap();
+    let before = member.membership(SpaceKind::Practice).unwrap().unwrap();
+    // The owner removes the third device (a new key) and writes under it.
+    client::remove_device(
+        &owner,
+        &third.device_identity().unwrap().device_id().to_string(),
+    )
+    .await
+    .unwrap();
+    let after = owner.add_partner(partner("Under the New Key")).unwrap();
+    client::sync_now(&owner).await.unwrap();
+
+    // The relay hides the rotation from the member but delivers the entries.
+    let hide: Box<Rewrite> = Box::new(move |request, answer| match (request, answer) {
+        (Request::GetLog { space: s, from, .. }, Response::Log { ops, .. }) if *s == space => {
+            let keep = before.len.saturating_sub(*from) as usize;
+            Response::Log {
+                ops: ops.into_iter().take(keep).collect(),
+                len: before.len,
+            }
+        }
+        (_, answer) => answer,
+    });
+    let conn = client::connect_known(&member).await.unwrap();
+    let cursor = member.sync_position(SpaceKind::Practice).unwrap().cursor;
+    let report = client::round(
+        &member,
+        &Dishonest {
+            inner: &conn,
+            rewrite: hide,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.held > 0, "{report:?}");
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert!(member.partner(&after.id).is_err());
+    assert_eq!(
+        member.sync_position(SpaceKind::Practice).unwrap().cursor,
+        cursor,
+        "the cursor stays before what it could not open"
+    );
+    conn.close().await;
+    // An honest round brings the rotation, and with it what was held.
+    let report = client::sync_now(&member).await.unwrap();
+    assert!(report.merged > 0, "{report:?}");
+    assert_eq!(member.partner(&after.id).unwrap().name, "Under the New Key");
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
