@@ -282,18 +282,32 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Invite {
             action: None,
             role,
+            device,
             expires,
         } => {
-            let role = match role.as_str() {
-                "member" => rapport_wire::frames::Role::Member,
-                "admin" => rapport_wire::frames::Role::Admin,
-                other => bail!("--role {other:?}: use member or admin"),
-            };
             let ttl = parse_duration(&expires)?;
-            let code = runtime()?.block_on(client::create_invite(&home, role, ttl))?;
+            let code = if device {
+                runtime()?.block_on(client::create_device_invite(&home, ttl))?
+            } else {
+                let role = match role.as_str() {
+                    "member" => rapport_wire::frames::Role::Member,
+                    "admin" => rapport_wire::frames::Role::Admin,
+                    other => bail!("--role {other:?}: use member or admin"),
+                };
+                runtime()?.block_on(client::create_invite(&home, role, ttl))?
+            };
             println!("{code}");
         }
         Command::Join { code, member } => {
+            let for_own_device = rapport_wire::codes::InviteCode::decode(&code)
+                .is_ok_and(|invite| invite.member.is_some());
+            let member = match member {
+                Some(member) => member,
+                None if for_own_device => String::new(),
+                None => bail!(
+                    "--member NAME is needed: your name as colleagues will see it, e.g. --member \"Ben Okafor\""
+                ),
+            };
             let had_practice = home.identity()?.is_some();
             let joined = runtime()?.block_on(client::join_with_progress(
                 &home,
@@ -338,7 +352,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 });
             } else {
                 let report = runtime.block_on(client::sync_now(&home))?;
-                let value = json!({ "pushed": report.pushed, "merged": report.merged, "refused": report.rejected });
+                let value = json!({ "pushed": report.pushed, "merged": report.merged, "refused": report.rejected, "held": report.held });
                 show(json, &value, |_| {
                     println!(
                         "Synced: {} pushed, {} merged.",
@@ -346,6 +360,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                     for r in &report.rejected {
                         println!("refused: {r}");
+                    }
+                    if report.held > 0 {
+                        println!(
+                            "{} entries wait for a key that has not reached this device yet; the next sync takes them.",
+                            report.held
+                        );
                     }
                 })?;
             }

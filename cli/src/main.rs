@@ -205,9 +205,11 @@ pub enum Command {
     /// Example: rapport relay connect RAPPORT-SETUP-...
     #[command(subcommand)]
     Relay(RelayCommand),
-    /// Creates an invite code for a colleague (owner or admin), or revokes one.
+    /// Creates an invite code for a colleague (owner or admin) or for another device of
+    /// your own (--device), or revokes one.
     ///
     /// Example: rapport invite --role member --expires 7d
+    /// Example: rapport invite --device --expires 2h
     #[command(args_conflicts_with_subcommands = true)]
     Invite {
         /// `revoke ID` to revoke a pending invite.
@@ -216,6 +218,10 @@ pub enum Command {
         /// member or admin.
         #[arg(long, default_value = "member")]
         role: String,
+        /// An invite for another device of your own (a phone, a second laptop): it joins
+        /// as you, with your personal notes.
+        #[arg(long, conflicts_with = "role")]
+        device: bool,
         /// How long it is valid: e.g. 2h, 7d.
         #[arg(long, default_value = "7d")]
         expires: String,
@@ -226,9 +232,9 @@ pub enum Command {
     Join {
         /// The invite code.
         code: String,
-        /// Your name as colleagues see it.
+        /// Your name as colleagues see it (not needed with an invite for your own device).
         #[arg(long)]
-        member: String,
+        member: Option<String>,
     },
     /// Syncs with the relay now (or keeps syncing with --watch, until Ctrl-C).
     ///

@@ -310,6 +310,44 @@ fn two_homes_sync_through_a_real_relay_process() {
     );
     let status = json(rapport(a).arg("status"));
     assert_eq!(status["sync"]["unpushed_changes"], false);
+    // Ana's own phone: a device invite, joined without a name, is Ana again.
+    let phone_dir = tempfile::tempdir().unwrap();
+    let phone = phone_dir.path();
+    let device_code = stdout(rapport(a).args(["invite", "--device", "--expires", "1h"]));
+    stdout(rapport(phone).args(["join", device_code.trim()]));
+    assert_eq!(
+        json(rapport(phone).arg("status"))["member_id"],
+        status["member_id"]
+    );
+    let no_name = rapport(b).args(["join", invite.trim()]).output().unwrap();
+    assert!(!no_name.status.success());
+    assert!(String::from_utf8_lossy(&no_name.stderr).contains("--member NAME is needed"));
+    // A pending invite shows with its maker and, revoked, lets nobody in.
+    let unused = stdout(rapport(a).args(["invite", "--expires", "1h"]));
+    let pending = json(rapport(a).arg("devices"));
+    let invites = pending["invites"].as_array().unwrap();
+    assert_eq!(invites.len(), 1, "{pending}");
+    assert_eq!(invites[0]["created_by_name"], "Ana");
+    let id = invites[0]["id"].as_str().unwrap();
+    assert!(stdout(rapport(a).args(["invite", "revoke", &id[..8]])).contains("Revoked"));
+    let late_dir = tempfile::tempdir().unwrap();
+    let refused = rapport(late_dir.path())
+        .args(["join", unused.trim(), "--member", "Late"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        json(rapport(a).arg("devices"))["devices"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     // Background sync until interrupted.
     let watch = std::process::Command::cargo_bin("rapport")
         .unwrap()

@@ -9,7 +9,8 @@
 //! invite codes carry, so a joiner checks the whole log against what a colleague handed it,
 //! never against what the relay says.
 //!
-//! Rules ([`LogState::apply`]), in short: owners and admins invite, revoke invites, change
+//! Rules ([`LogState::apply`]), in short: owners and admins invite (a member only a further
+//! device of their own, as a member), revoke invites, change
 //! roles, remove devices and rotate the key; an admin cannot remove or demote the owner of
 //! a practice; in a clinician's personal space every device of the clinician may manage.
 //! A device joins by admitting itself with a pending invite: its own signature plus a
