@@ -1,8 +1,9 @@
 //! `rapport-bench`: prints benchmark figures as a table and writes them as JSON under
 //! `target/bench/`. Figures are measured, never asserted; targets are compared in print.
 //!
-//! Usage: rapport-bench store|insights|relay|sync [--latency-only|--bootstrap-only]
+//! Usage: rapport-bench store|insights|relay|sync [--latency-only|--bootstrap-only|--membership-only]
 
+mod membership_bench;
 mod relay_bench;
 mod sync_bench;
 
@@ -17,8 +18,7 @@ use rapport_core::{Home, SpaceKind};
 use rapport_tests::generator::{self, LARGE};
 use serde_json::json;
 
-const USAGE: &str =
-    "usage: rapport-bench store|insights|relay|sync [--latency-only|--bootstrap-only]";
+const USAGE: &str = "usage: rapport-bench store|insights|relay|sync [--latency-only|--bootstrap-only|--membership-only]";
 
 fn main() -> std::process::ExitCode {
     match run() {

@@ -21,7 +21,7 @@ use super::relay_bench::{RelayProcess, start_relay};
 const OTHERS: usize = 10;
 const SAMPLES: usize = 50;
 
-fn setup_code(relay: &RelayProcess) -> String {
+pub(super) fn setup_code(relay: &RelayProcess) -> String {
     SetupCode {
         addr: relay.addr.to_string(),
         fingerprint: relay.fingerprint,
@@ -34,7 +34,9 @@ fn setup_code(relay: &RelayProcess) -> String {
 /// with `--bootstrap-only` just the join (printed, `sync.json` left alone), for quick
 /// iteration on one path.
 pub fn run(only: Option<&str>) -> Result<()> {
-    if let Some(other) = only.filter(|o| !["--latency-only", "--bootstrap-only"].contains(o)) {
+    if let Some(other) =
+        only.filter(|o| !["--latency-only", "--bootstrap-only", "--membership-only"].contains(o))
+    {
         anyhow::bail!("unknown option {other}; {}", super::USAGE);
     }
     let runtime = tokio::runtime::Runtime::new()?;
@@ -43,12 +45,17 @@ pub fn run(only: Option<&str>) -> Result<()> {
         b.print();
         return Ok(());
     }
+    if only == Some("--membership-only") {
+        runtime.block_on(super::membership_bench::run())?.print();
+        return Ok(());
+    }
     let (p50, p99, overhead, change_bytes, wire_bytes) = runtime.block_on(latency_and_overhead())?;
     if only == Some("--latency-only") {
         println!("edit_to_visible_p50_ms {p50:.1}  edit_to_visible_p99_ms {p99:.1}");
         return Ok(());
     }
     let b = runtime.block_on(bootstrap())?;
+    let m = runtime.block_on(super::membership_bench::run())?;
     println!("\n{:<26} {:>12}  target", "figure", "value");
     println!(
         "{:<26} {:>12.1}  ≤ 20 ms (edit on one device until in the read model of {OTHERS} others)",
@@ -60,6 +67,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
         "wire_overhead_ratio", overhead
     );
     b.print();
+    m.print();
     let out = super::bench_dir();
     std::fs::create_dir_all(&out)?;
     let figures = json!({
@@ -74,6 +82,10 @@ pub fn run(only: Option<&str>) -> Result<()> {
         "wire_bytes_per_edit": wire_bytes,
         "change_bytes_per_edit": change_bytes,
         "initial_push_s": b.initial_push_s,
+        "membership_op_ms": m.removal_ms,
+        "membership_round_ms": m.round_ms,
+        "log_verify_ms": m.log_verify_ms,
+        "log_rules_ms": m.log_rules_ms,
     });
     std::fs::write(
         out.join("sync.json"),
