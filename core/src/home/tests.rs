@@ -1786,3 +1786,48 @@ fn a_live_entry_merges_and_moves_the_cursor_together() {
         .unwrap();
     assert_eq!(cursor(&b), 8);
 }
+
+#[test]
+fn a_home_from_store_v6_keeps_every_partner_referral_and_note_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let (partner_id, before) = {
+        let home = practice(dir.path());
+        let p = home.add_partner(partner("Dr. Kept Partner")).unwrap();
+        home.record_referral(NewReferral {
+            partner_id: p.id.clone(),
+            direction: Direction::In,
+            at: None,
+            concerns: vec!["anxiety".into()],
+            age_band: None,
+            payer_category: None,
+            modality: None,
+            status: None,
+            member_id: None,
+        })
+        .unwrap();
+        home.add_note(&p.id, "Prefers a call on Fridays").unwrap();
+        (p.id, home.read_model_dump().unwrap())
+    };
+    // What the previous release wrote: the same file without version 7's tables.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+        conn.execute_batch(
+            "DROP TABLE membership_ops; DROP TABLE membership_state; DROP TABLE heads_statements;
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    }
+    let home = open(dir.path());
+    assert_eq!(home.read_model_dump().unwrap(), before);
+    assert_eq!(home.notes_of(&partner_id).unwrap().len(), 1);
+    assert_eq!(home.referrals_of(&partner_id).unwrap().len(), 1);
+    assert!(home.membership(SpaceKind::Practice).unwrap().is_none());
+    home.add_partner(partner("Written After the Upgrade"))
+        .unwrap();
+    drop(home);
+    let conn = rusqlite::Connection::open(dir.path().join(crate::store::DB_FILE)).unwrap();
+    assert_eq!(
+        crate::store::user_version(&conn).unwrap(),
+        crate::store::STORE_VERSION
+    );
+}
