@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ids::{DeviceId, SpaceId};
+/// Roles are the membership log's; frames name them where they travel.
+pub use crate::membership::Role;
 use crate::membership::{InviteId, SignedOp};
 
 /// The largest frame either side accepts (a snapshot of a large practice fits).
@@ -24,43 +26,6 @@ pub const MAX_PULL_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_LOG_PAGE: usize = 512;
 /// The largest frame a connection may send before its `Hello` is answered.
 pub const MAX_FIRST_FRAME: usize = 4 * 1024;
-
-/// A device's role in a space.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
-    /// Created the space; can invite and remove.
-    Owner,
-    /// Can invite and remove.
-    Admin,
-    /// Can read and write.
-    Member,
-}
-
-impl Role {
-    /// Whether this role may invite and remove devices.
-    pub fn can_manage(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
-
-    /// Stable text form.
-    pub fn code(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Member => "member",
-        }
-    }
-
-    /// Parses the text form.
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "owner" => Some(Role::Owner),
-            "admin" => Some(Role::Admin),
-            "member" => Some(Role::Member),
-            _ => None,
-        }
-    }
-}
 
 /// What a device asks of the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

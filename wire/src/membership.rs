@@ -33,8 +33,44 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::frames::Role;
 use crate::ids::{DeviceId, SpaceId, hex};
+
+/// A device's role in a space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Created the space; can invite and remove.
+    Owner,
+    /// Can invite and remove.
+    Admin,
+    /// Can read and write.
+    Member,
+}
+
+impl Role {
+    /// Whether this role may invite and remove devices.
+    pub fn can_manage(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+
+    /// Stable text form.
+    pub fn code(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// Parses the text form.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
 
 const OP_DOMAIN: &[u8] = b"rapport membership op v1\0";
 const HASH_DOMAIN: &[u8] = b"rapport membership hash v1\0";
