@@ -352,7 +352,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 });
             } else {
                 let report = runtime.block_on(client::sync_now(&home))?;
-                let value = json!({ "pushed": report.pushed, "merged": report.merged, "refused": report.rejected, "held": report.held });
+                let value = json!({ "pushed": report.pushed, "merged": report.merged, "refused": report.rejected, "held": report.held, "withheld": report.withheld });
                 show(json, &value, |_| {
                     println!(
                         "Synced: {} pushed, {} merged.",
@@ -366,6 +366,9 @@ pub fn run(cli: Cli) -> Result<()> {
                             "{} entries wait for a key that has not reached this device yet; the next sync takes them.",
                             report.held
                         );
+                    }
+                    for w in &report.withheld {
+                        println!("warning: {w}");
                     }
                 })?;
             }

@@ -26,8 +26,8 @@ pub use doc::SpaceKind;
 pub use error::{Error, RapportError, Result};
 pub use events::{ChangeEvent, ChangeListener, ChangedEntity, Origin, Subscription};
 pub use home::{
-    Batch, Home, HomeOptions, JoinedVia, MergeOutcome, RelayInfo, SpaceJoin, SyncPosition,
-    VerifiedLog,
+    Batch, Home, HomeOptions, JoinedVia, KeptStatement, MergeOutcome, RelayInfo, SpaceJoin,
+    StatementMark, SyncPosition, VerifiedLog,
 };
 pub use validate::Day;
 

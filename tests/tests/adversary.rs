@@ -414,3 +414,116 @@ async fn entries_under_a_key_the_relay_withholds_are_held_not_skipped() {
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_withholds_one_device_s_entries_is_noticed_and_a_later_honest_one_heals() {
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (owner, member, _space) = practice(&relay, &dirs).await;
+    let third = home(dirs[2].path());
+    client::join(
+        &third,
+        &client::create_invite(&owner, Role::Member, 3600)
+            .await
+            .unwrap(),
+        "Third",
+    )
+    .await
+    .unwrap();
+    for device in [&third, &member, &owner, &third] {
+        let report = client::sync_now(device).await.unwrap();
+        assert!(report.withheld.is_empty(), "an honest relay: {report:?}");
+    }
+    // The owner writes; the member gets it and writes too, so the member's push carries
+    // the owner's signed heads.
+    let hidden = owner.add_partner(partner("Hidden by the Relay")).unwrap();
+    client::sync_now(&owner).await.unwrap();
+    client::sync_now(&member).await.unwrap();
+    let seen = member.add_partner(partner("Seen by Everyone")).unwrap();
+    client::sync_now(&member).await.unwrap();
+
+    // The relay drops every entry of the owner's on its way to the third device.
+    let owner_device = owner.device_identity().unwrap().device_id();
+    let practice_space = SpaceId::parse(&third.space_id(SpaceKind::Practice).unwrap()).unwrap();
+    let rereads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = rereads.clone();
+    let drop_owner = move || -> Box<Rewrite> {
+        let counter = counter.clone();
+        Box::new(move |request, answer| {
+            // Reading from the start: a pull from 0, or (the log was pruned, which the
+            // relay answers with an error) the snapshot the device goes to instead.
+            if matches!(request, Request::Pull { space, after: 0, .. } | Request::GetSnapshot { space } if *space == practice_space)
+            {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            match answer {
+                Response::Entries {
+                    entries,
+                    more,
+                    head,
+                } => Response::Entries {
+                    entries: entries
+                        .into_iter()
+                        .filter(|e| e.sender != owner_device)
+                        .collect(),
+                    more,
+                    head,
+                },
+                answer => answer,
+            }
+        })
+    };
+    let rereads = move || rereads.load(std::sync::atomic::Ordering::SeqCst);
+    let conn = client::connect_known(&third).await.unwrap();
+    let attacked = |rewrite| Dishonest {
+        inner: &conn,
+        rewrite,
+    };
+    let report = client::round(&third, &attacked(drop_owner()))
+        .await
+        .unwrap();
+    assert!(third.partner(&hidden.id).is_err(), "the attack took place");
+    assert!(
+        report
+            .withheld
+            .iter()
+            .any(|w| w.contains("the relay has not delivered all the changes Owner's device")),
+        "the owner's withheld changes are named: {report:?}"
+    );
+    assert_eq!(rereads(), 0);
+    // Still withholding: said again every round; the log is read again from its start
+    // once for this finding, not every round.
+    for _ in 0..2 {
+        let again = client::round(&third, &attacked(drop_owner()))
+            .await
+            .unwrap();
+        assert!(!again.withheld.is_empty(), "{again:?}");
+    }
+    assert_eq!(rereads(), 1, "one re-read per finding");
+    assert!(
+        client::witness::last_found(&third)
+            .unwrap()
+            .iter()
+            .any(|w| w.contains("Owner's device")),
+        "the background status says it too"
+    );
+    conn.close().await;
+
+    // The relay turns honest and the owner writes again: the third device still lacks
+    // what came before (its cursor is past it), notices anew, and reads the relay's log
+    // from its start once, which makes it whole.
+    owner.add_partner(partner("Written Later")).unwrap();
+    client::sync_now(&owner).await.unwrap();
+    let report = client::sync_now(&third).await.unwrap();
+    assert!(!report.withheld.is_empty(), "{report:?}");
+    let report = client::sync_now(&third).await.unwrap();
+    assert!(report.withheld.is_empty(), "{report:?}");
+    assert_eq!(
+        third.partner(&hidden.id).unwrap().name,
+        "Hidden by the Relay"
+    );
+    assert_eq!(third.partner(&seen.id).unwrap().name, "Seen by Everyone");
+    assert!(client::witness::last_found(&third).unwrap().is_empty());
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}

@@ -12,6 +12,7 @@ mod membership;
 mod partner_edit;
 mod read;
 mod snapshot;
+mod statements;
 mod sync_state;
 mod write;
 
@@ -32,6 +33,7 @@ use crate::validate::Day;
 
 pub use batch::Batch;
 pub use membership::VerifiedLog;
+pub use statements::{KeptStatement, StatementMark};
 pub use sync_state::{JoinedVia, RelayInfo, SpaceJoin, SyncPosition};
 pub use write::MergeOutcome;
 

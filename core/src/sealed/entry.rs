@@ -90,22 +90,28 @@ impl HeadsStatement {
     }
 }
 
-/// An entry's plaintext: `statements` (cut to the limits) and `payload`.
-pub fn encode(statements: &[HeadsStatement], payload: &[u8]) -> Vec<u8> {
-    let mut kept = Vec::new();
+/// How many of `statements`, from the first, fit one entry.
+pub fn fitting(statements: &[HeadsStatement]) -> usize {
     let mut bytes = 0;
+    let mut count = 0;
     for statement in statements.iter().take(MAX_STATEMENTS) {
         let size = 16 + 8 + statement.heads.len() * 32 + statement.signature.len() + 4;
         if bytes + size > MAX_STATEMENT_BYTES - 16 {
             break;
         }
         bytes += size;
-        kept.push(statement);
+        count += 1;
     }
+    count
+}
+
+/// An entry's plaintext: `statements` (cut to what [`fitting`] allows) and `payload`.
+pub fn encode(statements: &[HeadsStatement], payload: &[u8]) -> Vec<u8> {
+    let kept = &statements[..fitting(statements)];
     if kept.is_empty() {
         return payload.to_vec();
     }
-    let list = postcard::to_allocvec(&kept).unwrap_or_default();
+    let list = postcard::to_allocvec(kept).unwrap_or_default();
     let mut out = Vec::with_capacity(MAGIC.len() + 4 + list.len() + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&u32::try_from(list.len()).unwrap_or(0).to_be_bytes());

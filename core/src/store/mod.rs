@@ -378,6 +378,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (space_id, device)
     );
     "#,
+    // 8: whether the changes a heads statement names are in this device's document
+    //    (`reached`), and whether this device passed the statement on in a push of its
+    //    own (`forwarded`), so each statement travels once per device.
+    r#"
+    ALTER TABLE heads_statements ADD COLUMN reached INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE heads_statements ADD COLUMN forwarded INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The store version this build creates and understands.

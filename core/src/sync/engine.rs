@@ -211,6 +211,9 @@ pub enum SyncStatus {
         at_ms: i64,
         /// Entries refused in that round (tampered, wrong key).
         refused: u32,
+        /// Colleagues' changes the relay has not delivered although their signed word
+        /// that they exist arrived, in words (see [`super::witness`]).
+        withheld: Vec<String>,
     },
     /// Something went wrong; sync will retry.
     Error {
@@ -291,6 +294,8 @@ pub enum Event {
         at_ms: i64,
         /// Entries refused in it.
         refused: u32,
+        /// What the relay withholds as last found ([`super::witness::last_found`]).
+        withheld: Vec<String>,
     },
     /// [`Action::Round`] failed; the connection is no longer trusted.
     RoundFailed {
@@ -379,6 +384,8 @@ pub struct Machine {
     phase: Phase,
     backoff: Backoff,
     jitter: Box<dyn FnMut() -> f64 + Send>,
+    /// What the last round found withheld, repeated with every status until the next.
+    withheld: Vec<String>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -397,6 +404,7 @@ impl Machine {
             phase: Phase::Idle,
             backoff,
             jitter,
+            withheld: Vec::new(),
         }
     }
 
@@ -433,7 +441,17 @@ impl Machine {
                     Action::Sleep(wait),
                 ]
             }
-            (Phase::Syncing, E::RoundDone { at_ms, refused }) => self.up_to_date(at_ms, refused),
+            (
+                Phase::Syncing,
+                E::RoundDone {
+                    at_ms,
+                    refused,
+                    withheld,
+                },
+            ) => {
+                self.withheld = withheld;
+                self.up_to_date(at_ms, refused)
+            }
             (Phase::Syncing, E::RoundFailed { reason }) => self.drop_connection(reason),
             (
                 Phase::Listening,
@@ -470,7 +488,11 @@ impl Machine {
     fn up_to_date(&mut self, at_ms: i64, refused: u32) -> Vec<Action> {
         self.phase = Phase::Listening;
         vec![
-            Action::Report(SyncStatus::UpToDate { at_ms, refused }),
+            Action::Report(SyncStatus::UpToDate {
+                at_ms,
+                refused,
+                withheld: self.withheld.clone(),
+            }),
             Action::Listen { period: PERIOD },
         ]
     }
@@ -671,12 +693,14 @@ mod tests {
         assert_eq!(
             m.handle(Event::RoundDone {
                 at_ms: 7,
-                refused: 1
+                refused: 1,
+                withheld: vec![],
             }),
             vec![
                 Action::Report(SyncStatus::UpToDate {
                     at_ms: 7,
-                    refused: 1
+                    refused: 1,
+                    withheld: vec![],
                 }),
                 listen()
             ]
@@ -692,6 +716,7 @@ mod tests {
         let done = Event::RoundDone {
             at_ms: 1,
             refused: 0,
+            withheld: vec![],
         };
         for (event, trigger) in [
             (Event::LocalChange, Trigger::Local),
@@ -709,7 +734,11 @@ mod tests {
             m.handle(done.clone());
             assert_eq!(m.handle(event), vec![Action::Round(trigger)]);
         }
-        m.handle(done);
+        m.handle(Event::RoundDone {
+            at_ms: 1,
+            refused: 0,
+            withheld: vec!["Ana's laptop".into()],
+        });
         assert_eq!(
             m.handle(Event::Delivered {
                 merged: true,
@@ -719,11 +748,12 @@ mod tests {
             vec![
                 Action::Report(SyncStatus::UpToDate {
                     at_ms: 9,
-                    refused: 0
+                    refused: 0,
+                    withheld: vec!["Ana's laptop".into()],
                 }),
                 listen()
             ],
-            "an entry merged from its notice needs no round"
+            "an entry merged from its notice needs no round, and what the last round found withheld is still said"
         );
     }
 
@@ -766,6 +796,7 @@ mod tests {
         m.handle(Event::RoundDone {
             at_ms: 1,
             refused: 0,
+            withheld: vec![],
         });
         let lost = m.handle(Event::ConnectionLost);
         assert_eq!(
@@ -817,6 +848,7 @@ mod tests {
             Event::RoundDone {
                 at_ms: 1,
                 refused: 0,
+                withheld: vec![],
             },
             Event::RoundFailed { reason: "x".into() },
             Event::Delivered {

@@ -6,12 +6,13 @@
 //! the log means: verified state, keys, standing, removals owed). The flows run them over
 //! a [`link::Link`] (the QUIC client, or a test's relay), one file each: `connect`
 //! (setup code, personal space, adoption of a space from protocol 1), `invite`, `join`,
-//! `round`, `devices`; `log` fetches and extends the membership log; `service` is the
+//! `round`, `devices`; `witness` notices a relay that withholds someone's changes; `log` fetches and extends the membership log; `service` is the
 //! background driver of `engine::Machine`. What crosses the relay (sealing, keys,
 //! fragments, snapshots) is `crate::sealed`, below `home`.
 
 pub mod engine;
 pub mod membership;
+pub mod witness;
 
 #[cfg(feature = "transport")]
 pub mod connect;

@@ -13,9 +13,10 @@ use super::engine::{self, EntryAction, SpaceView, Step, Trigger};
 use super::link::{Link, ask, odd, sync_error};
 use super::log::{Decision, append, refresh, space_of};
 use super::membership::{Standing, removals_owed, sealing_key, standing};
+use super::witness;
 use crate::doc::SpaceKind;
 use crate::error::{Error, Result};
-use crate::home::Home;
+use crate::home::{Home, StatementMark};
 use crate::sealed::crypto::{self, SpaceKey};
 use crate::sealed::entry::{self, PIECE};
 use crate::sealed::fragment::{self, Reassembly};
@@ -42,6 +43,9 @@ pub struct SyncReport {
     /// Entries waiting for a key that has not reached this device yet: the cursor stays
     /// before them and the next round tries again.
     pub held: u64,
+    /// Colleagues' changes the relay has not delivered although their signed word that
+    /// they exist arrived (see [`super::witness`]), in words.
+    pub withheld: Vec<String>,
 }
 
 /// What the engine needs to know of a space.
@@ -212,7 +216,11 @@ async fn push<L: Link>(
                 entries.push(piece);
             }
         }
-        let mut key = current_key(home, kind, &verified(home, kind)?)?;
+        let state = verified(home, kind)?;
+        let mut key = current_key(home, kind, &state)?;
+        // The last entry carries this device's signed heads and the statements it passes on.
+        let (statements, forwarded) = witness::outgoing(home, kind, space, &state, &heads)?;
+        let last = entries.len() - 1;
         for (index, piece) in entries.iter().enumerate() {
             // Derived from the heads and the piece, so a retry after a crash is recognised
             // as the same push.
@@ -221,7 +229,7 @@ async fn push<L: Link>(
             hasher.update((index as u64).to_be_bytes());
             let mut client_msg_id = [0u8; 16];
             client_msg_id.copy_from_slice(&hasher.finalize()[..16]);
-            let plain = entry::encode(&[], piece);
+            let plain = entry::encode(if index == last { &statements } else { &[] }, piece);
             let mut attempts = 0;
             loop {
                 let blob = crypto::seal(&key, space, identity.key_pkcs8(), &plain)
@@ -254,6 +262,7 @@ async fn push<L: Link>(
             }
             report.pushed += 1;
         }
+        home.mark_statements(kind, &forwarded, StatementMark::Forwarded)?;
     }
     home.set_acked_heads(kind, &heads)
 }
@@ -329,8 +338,10 @@ async fn merge_entry<L: Link>(
         }
         None => Err(format!("no key for epoch {}", entry.epoch)),
     };
+    let mut statements = Vec::new();
     let change = opened.and_then(|plain| {
-        let (_, payload) = entry::decode(&plain)?;
+        let (said, payload) = entry::decode(&plain)?;
+        statements = said;
         match fragment::parse(payload) {
             None => Ok(Some(payload.to_vec())),
             Some(part) => part.and_then(|part| parts.add(entry.sender, entry.seq, part)),
@@ -347,6 +358,11 @@ async fn merge_entry<L: Link>(
             match merged {
                 Ok(_) => {
                     report.merged += 1;
+                    if !statements.is_empty()
+                        && let Some(state) = home.membership(kind)?
+                    {
+                        witness::absorb(home, kind, space, &state, me, &statements)?;
+                    }
                     return Ok(Merged::Yes);
                 }
                 Err(e) => e.to_string(),
@@ -414,6 +430,12 @@ async fn pull<L: Link>(
     let space = space_of(home, kind)?;
     let me = home.device_identity()?.device_id();
     let mut cursor = home.sync_position(kind)?.cursor;
+    // The last pull found changes withheld: read the relay's log again from its start.
+    let rescan = witness::rescan_due(home.rescan_mark(kind)?.as_deref());
+    if rescan.is_some() {
+        tracing::info!(space = %space, "reading the relay's log from its start again");
+        cursor = 0;
+    }
     let mut parts = Reassembly::default();
     loop {
         let response = link
@@ -463,6 +485,23 @@ async fn pull<L: Link>(
             }
         }
         home.set_sync_cursor(kind, engine::cursor_after(cursor, parts.first_waiting()))?;
+        if !held && !more && parts.first_waiting().is_none() {
+            // Caught up: whatever a kept statement names should be here by now.
+            if let Some(done) = &rescan {
+                home.set_rescan_mark(kind, done)?;
+            }
+            if let Some(state) = home.membership(kind)? {
+                let missing = witness::withheld(home, kind, &state)?;
+                let mark = home.rescan_mark(kind)?;
+                if let Some(due) = witness::rescan_decision(&missing, mark.as_deref()) {
+                    home.set_rescan_mark(kind, &due)?;
+                }
+                for withheld in missing {
+                    tracing::warn!("{}", withheld.message);
+                    report.withheld.push(withheld.message);
+                }
+            }
+        }
         if held || !more {
             return Ok(());
         }

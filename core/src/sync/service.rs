@@ -105,6 +105,7 @@ async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken
                             Ok(report) => Event::RoundDone {
                                 at_ms: home.clock().now_ms(),
                                 refused: refused(&report),
+                                withheld: super::witness::last_found(&home).unwrap_or_default(),
                             },
                             Err(e) => Event::RoundFailed {
                                 reason: e.to_string(),
