@@ -527,3 +527,100 @@ async fn a_relay_that_withholds_one_device_s_entries_is_noticed_and_a_later_hone
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_device_cannot_write_under_the_key_it_kept_through_a_relay_that_lets_it() {
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (owner, member, space) = practice(&relay, &dirs).await;
+    let removed = home(dirs[2].path());
+    client::join(
+        &removed,
+        &client::create_invite(&owner, Role::Member, 3600)
+            .await
+            .unwrap(),
+        "Soon Removed",
+    )
+    .await
+    .unwrap();
+    client::sync_now(&removed).await.unwrap();
+    let old_epoch = removed
+        .membership(SpaceKind::Practice)
+        .unwrap()
+        .unwrap()
+        .epoch;
+    let old_key = removed
+        .space_key(SpaceKind::Practice, old_epoch)
+        .unwrap()
+        .unwrap();
+    client::remove_device(
+        &owner,
+        &removed.device_identity().unwrap().device_id().to_string(),
+    )
+    .await
+    .unwrap();
+    owner.add_partner(partner("Under the New Key")).unwrap();
+    client::sync_now(&owner).await.unwrap();
+    let report = client::sync_now(&member).await.unwrap();
+    assert!(report.rejected.is_empty(), "{report:?}");
+
+    // The removed device writes under the key it kept; the relay slips the entry in.
+    let before = removed.heads(SpaceKind::Practice).unwrap();
+    let forged = removed
+        .add_partner(partner("Written After Removal"))
+        .unwrap();
+    let pieces = removed
+        .changes_since_in_pieces(SpaceKind::Practice, &before, 1 << 19)
+        .unwrap();
+    let identity = removed.device_identity().unwrap();
+    let blob = rapport_core::sealed::crypto::seal(
+        &old_key,
+        space,
+        identity.key_pkcs8(),
+        &rapport_core::sealed::entry::encode(&[], &pieces[0]),
+    )
+    .unwrap();
+    let sender = identity.device_id();
+    let slip_in: Box<Rewrite> = Box::new(move |request, answer| match (request, answer) {
+        (
+            Request::Pull { space: s, .. },
+            Response::Entries {
+                mut entries, head, ..
+            },
+        ) if *s == space => {
+            entries.push(rapport_wire::frames::Entry {
+                seq: head + 1,
+                epoch: old_epoch,
+                sender,
+                blob: blob.clone(),
+            });
+            Response::Entries {
+                entries,
+                more: false,
+                head: head + 1,
+            }
+        }
+        (_, answer) => answer,
+    });
+    let conn = client::connect_known(&member).await.unwrap();
+    let report = client::round(
+        &member,
+        &Dishonest {
+            inner: &conn,
+            rewrite: slip_in,
+        },
+    )
+    .await
+    .unwrap();
+    conn.close().await;
+    assert!(
+        report
+            .rejected
+            .iter()
+            .any(|r| r.contains("removed from the space")),
+        "{report:?}"
+    );
+    assert!(member.partner(&forged.id).is_err(), "nothing of it merged");
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}

@@ -1,4 +1,5 @@
-//! The heads statements a home keeps: the newest signed statement of each other device
+//! What a home keeps to check the relay's delivery: the newest epoch of an entry merged
+//! per space, and the heads statements: the newest signed statement of each other device
 //! per space (see [`crate::sealed::entry`]), whether this device's document has the
 //! changes it names (`reached`) and whether this device passed it on (`forwarded`).
 
@@ -148,6 +149,29 @@ impl Home {
             params![key, mark],
         )?;
         Ok(())
+    }
+
+    /// The newest key epoch of an entry merged in a space (0 before any).
+    pub fn newest_merged_epoch(&self, kind: SpaceKind) -> Result<u32> {
+        let key = format!("newest_merged_epoch:{}", self.space_id(kind)?);
+        Ok(
+            crate::store::queries::home_value(&self.lock_reader(), &key)?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        )
+    }
+
+    /// Records the newest key epoch of an entry merged in a space.
+    pub fn set_newest_merged_epoch(&self, kind: SpaceKind, epoch: u32) -> Result<()> {
+        let key = format!("newest_merged_epoch:{}", self.space_id(kind)?);
+        let writer = self.lock_writer();
+        relaxed(&writer.conn, |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
+                params![key, epoch.to_string()],
+            )
+            .map(drop)
+        })
     }
 
     /// Whether the space's document has every change of `heads` (loads the document).

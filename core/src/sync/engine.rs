@@ -139,19 +139,48 @@ pub enum EntryAction {
     Refuse(String),
 }
 
-/// Decides about an entry of `epoch` from `sender`. `me` is this device, `has_key`
-/// whether it holds the key of that epoch, `log_epoch` the verified log's current epoch
-/// and `fetched` whether the log was fetched for this entry already.
-pub fn on_entry(
-    me: rapport_wire::DeviceId,
-    sender: rapport_wire::DeviceId,
-    epoch: u32,
-    has_key: bool,
-    log_epoch: u32,
-    fetched: bool,
-) -> EntryAction {
+/// What [`on_entry`] knows of an entry and of this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFacts {
+    /// This device.
+    pub me: rapport_wire::DeviceId,
+    /// Who sealed the entry.
+    pub sender: rapport_wire::DeviceId,
+    /// The epoch it is sealed under.
+    pub epoch: u32,
+    /// Whether this device holds that epoch's key.
+    pub has_key: bool,
+    /// The verified log's current epoch.
+    pub log_epoch: u32,
+    /// Whether the log was fetched for this entry already.
+    pub fetched: bool,
+    /// Whether the verified log lists the sender as removed.
+    pub sender_removed: bool,
+    /// The newest epoch of an entry this device merged in the space.
+    pub newest_merged: u32,
+}
+
+/// Decides about an entry. An honest relay takes a push only under the log's current
+/// epoch, so in its order epochs never go down: an entry of a removed device under an
+/// epoch older than one already merged was written after its removal (with a key it
+/// kept, through a relay that let it), and is refused.
+pub fn on_entry(facts: EntryFacts) -> EntryAction {
+    let EntryFacts {
+        me,
+        sender,
+        epoch,
+        has_key,
+        log_epoch,
+        fetched,
+        sender_removed,
+        newest_merged,
+    } = facts;
     if sender == me {
         EntryAction::Ours
+    } else if sender_removed && epoch < newest_merged {
+        EntryAction::Refuse(format!(
+            "from a device removed from the space, sealed under key epoch {epoch} after entries under epoch {newest_merged}: written after its removal, through a relay that let it"
+        ))
     } else if has_key {
         EntryAction::Open
     } else if epoch > log_epoch && !fetched {
@@ -609,14 +638,44 @@ mod tests {
             rapport_wire::DeviceId([1; 16]),
             rapport_wire::DeviceId([2; 16]),
         );
-        assert_eq!(on_entry(me, me, 9, false, 1, false), EntryAction::Ours);
-        assert_eq!(on_entry(me, ana, 2, true, 2, false), EntryAction::Open);
-        assert_eq!(on_entry(me, ana, 3, false, 2, false), EntryAction::FetchLog);
-        assert_eq!(on_entry(me, ana, 3, false, 2, true), EntryAction::Hold);
+        let facts = |sender, epoch, has_key, log_epoch, fetched| EntryFacts {
+            me,
+            sender,
+            epoch,
+            has_key,
+            log_epoch,
+            fetched,
+            sender_removed: false,
+            newest_merged: 0,
+        };
+        assert_eq!(on_entry(facts(me, 9, false, 1, false)), EntryAction::Ours);
+        assert_eq!(on_entry(facts(ana, 2, true, 2, false)), EntryAction::Open);
+        assert_eq!(
+            on_entry(facts(ana, 3, false, 2, false)),
+            EntryAction::FetchLog
+        );
+        assert_eq!(on_entry(facts(ana, 3, false, 2, true)), EntryAction::Hold);
         assert!(matches!(
-            on_entry(me, ana, 1, false, 2, true),
+            on_entry(facts(ana, 1, false, 2, true)),
             EntryAction::Refuse(_)
         ));
+        // A removed device: what it wrote before its removal still opens; under an
+        // epoch older than entries already merged, it was written after, and is refused.
+        let removed = |epoch, newest_merged| EntryFacts {
+            sender_removed: true,
+            newest_merged,
+            ..facts(ana, epoch, true, 3, false)
+        };
+        assert_eq!(on_entry(removed(2, 2)), EntryAction::Open);
+        assert!(matches!(on_entry(removed(2, 3)), EntryAction::Refuse(_)));
+        assert_eq!(
+            on_entry(EntryFacts {
+                newest_merged: 3,
+                ..facts(ana, 2, true, 3, false)
+            }),
+            EntryAction::Open,
+            "a current member's entry is never refused for its epoch alone"
+        );
     }
 
     #[test]

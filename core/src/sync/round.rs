@@ -9,7 +9,7 @@ use rapport_wire::{DeviceId, SpaceId};
 use sha2::{Digest, Sha256};
 
 use super::connect::{adopt, connect_known, ensure_personal_space};
-use super::engine::{self, EntryAction, SpaceView, Step, Trigger};
+use super::engine::{self, EntryAction, EntryFacts, SpaceView, Step, Trigger};
 use super::link::{Link, ask, odd, sync_error};
 use super::log::{Decision, append, refresh, space_of};
 use super::membership::{Standing, removals_owed, sealing_key, standing};
@@ -298,17 +298,22 @@ async fn merge_entry<L: Link>(
     report: &mut SyncReport,
 ) -> Result<Merged> {
     let mut fetched = false;
+    let newest_merged = home.newest_merged_epoch(kind)?;
     let key = loop {
         let key = home.space_key(kind, entry.epoch)?;
-        let log_epoch = home.membership(kind)?.map_or(0, |s| s.epoch);
-        match engine::on_entry(
+        let log = home.membership(kind)?;
+        match engine::on_entry(EntryFacts {
             me,
-            entry.sender,
-            entry.epoch,
-            key.is_some(),
-            log_epoch,
+            sender: entry.sender,
+            epoch: entry.epoch,
+            has_key: key.is_some(),
+            log_epoch: log.as_ref().map_or(0, |s| s.epoch),
             fetched,
-        ) {
+            sender_removed: log
+                .as_ref()
+                .is_some_and(|s| s.removed.contains_key(&entry.sender)),
+            newest_merged,
+        }) {
             EntryAction::Ours => return Ok(Merged::Yes),
             EntryAction::Open => break key,
             EntryAction::FetchLog => {
@@ -358,6 +363,9 @@ async fn merge_entry<L: Link>(
             match merged {
                 Ok(_) => {
                     report.merged += 1;
+                    if entry.epoch > newest_merged {
+                        home.set_newest_merged_epoch(kind, entry.epoch)?;
+                    }
                     if !statements.is_empty()
                         && let Some(state) = home.membership(kind)?
                     {
