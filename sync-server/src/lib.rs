@@ -7,5 +7,6 @@ pub mod config;
 pub mod data;
 pub mod limits;
 pub mod membership;
+pub mod rules;
 pub mod server;
 pub mod store;

@@ -14,12 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rapport_wire::frames::{
-    CLOSE_BUSY, CLOSE_REMOVED, CLOSE_SHUTDOWN, Entry, ErrorCode, FrameError, MAX_BLOB,
-    MAX_FIRST_FRAME, MAX_FRAME, MAX_INLINE, MAX_PULL, MAX_SNAPSHOT, Request, Response, Role,
-    read_frame, write_frame,
+    CLOSE_BUSY, CLOSE_REMOVED, CLOSE_SHUTDOWN, Entry, ErrorCode, FrameError, MAX_FIRST_FRAME,
+    MAX_FRAME, Request, Response, Role, read_frame, write_frame,
 };
 use rapport_wire::identity::Identity;
-use rapport_wire::membership::{self, Op};
 use rapport_wire::tls::{ServerLimits, peer_device, server_config};
 use rapport_wire::{DeviceId, SUPPORTED_VERSIONS, SpaceId};
 use tokio::sync::{Semaphore, broadcast};
@@ -27,7 +25,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::RateLimiter;
-use crate::store::{Outcome, Refusal, Store, Write, Written, now, token_hash};
+use crate::rules;
+use crate::store::{Outcome, Refusal, Store};
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -364,224 +363,33 @@ fn refused(code: ErrorCode, message: impl Into<String>) -> Response {
     }
 }
 
-async fn read<T: Send + 'static>(
-    state: &State,
-    f: impl FnOnce(&Store) -> Outcome<T> + Send + 'static,
-) -> Outcome<T> {
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .unwrap_or_else(|_| {
-            Err(Refusal::new(
-                ErrorCode::Internal,
-                "the relay failed; retry later",
-            ))
-        })
-}
-
+/// Runs [`rules::member`] off the runtime.
 async fn member(state: &State, space: SpaceId, device: DeviceId) -> Outcome<Role> {
-    if let Some(role) = read(state, move |s| s.role(space, device)).await? {
-        return Ok(role);
-    }
-    // A space from before membership logs says what its devices must do.
-    read(state, move |s| s.log_state(space)).await?;
-    Err(Refusal::new(
-        ErrorCode::NotMember,
-        "this device is not a member of that space",
-    ))
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || rules::member(&store, space, device))
+        .await
+        .unwrap_or_else(|_| Err(failed()))
 }
 
+fn failed() -> Refusal {
+    Refusal::new(ErrorCode::Internal, "the relay failed; retry later")
+}
+
+/// Answers a request ([`rules::answer`], off the runtime), then announces its new entry
+/// and closes the connections of the devices it removed.
 async fn handle(state: &State, device: DeviceId, request: Request) -> Outcome<Response> {
-    let admitted = |w: Written| match w {
-        Written::Admitted(role) => Response::Admitted { role },
-        _ => Response::Ok,
-    };
-    match request {
-        Request::Hello { .. } | Request::Subscribe { .. } => {
-            Err(Refusal::new(ErrorCode::BadRequest, "unexpected request"))
-        }
-        Request::Register {
-            setup_token,
-            genesis,
-        } => {
-            let write = Write::Register {
-                token_hash: token_hash(&setup_token),
-                device,
-                genesis,
-            };
-            state.store.write(write).await.map(admitted)
-        }
-        Request::CreateSpace { genesis } => state
-            .store
-            .write(Write::CreateSpace { device, genesis })
-            .await
-            .map(admitted),
-        Request::Adopt { genesis } => state
-            .store
-            .write(Write::Adopt { device, genesis })
-            .await
-            .map(admitted),
-        Request::AppendOp { space, op } => {
-            let removes = op
-                .open()
-                .ok()
-                .and_then(|body| match body.op {
-                    Op::Remove { devices, .. } => Some(devices),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            match state
-                .store
-                .write(Write::AppendOp { space, device, op })
-                .await?
-            {
-                Written::Appended(len) => {
-                    for removed in removes {
-                        close_device(state, removed);
-                        tracing::info!(%space, %removed, by = %device, "device removed");
-                    }
-                    Ok(Response::Appended { len })
-                }
-                _ => Err(Refusal::new(ErrorCode::Internal, "unexpected store answer")),
-            }
-        }
-        Request::GetLog {
-            space,
-            from,
-            invite,
-        } => {
-            if member(state, space, device).await.is_err() {
-                // A device joining with an invite proves it holds the invite's secret.
-                let log = read(state, move |s| s.log_state(space)).await?;
-                let pending = invite.as_ref().and_then(|i| log.invites.get(&i.invite));
-                let proven = match (invite.as_ref(), pending) {
-                    (Some(read), Some(pending)) => {
-                        pending.expires_at >= now()
-                            && ring_verify(
-                                &pending.keys.signing,
-                                &membership::read_message(space, device),
-                                &read.signature,
-                            )
-                    }
-                    _ => false,
-                };
-                if !proven {
-                    return Err(Refusal::new(
-                        ErrorCode::NotMember,
-                        "this device is not a member of that space and holds no pending invite to it (used, expired, revoked, or ended with its creator)",
-                    ));
-                }
-            }
-            let (ops, len) = read(state, move |s| s.log(space, from)).await?;
-            Ok(Response::Log { ops, len })
-        }
-        Request::Push {
-            space,
-            epoch,
-            client_msg_id,
-            blob,
-        } => {
-            if blob.len() > MAX_BLOB {
-                return Err(Refusal::new(
-                    ErrorCode::TooLarge,
-                    format!("a pushed blob is at most {MAX_BLOB} bytes"),
-                ));
-            }
-            member(state, space, device).await?;
-            // Small entries travel inside the notice: subscribers skip a pull.
-            let inline = (blob.len() <= MAX_INLINE).then(|| blob.clone());
-            match state
-                .store
-                .write(Write::Push {
-                    space,
-                    sender: device,
-                    epoch,
-                    client_msg_id,
-                    blob,
-                })
-                .await?
-            {
-                Written::Pushed(seq, duplicate) => {
-                    if !duplicate {
-                        let inline = inline.map(|blob| {
-                            Arc::new(Entry {
-                                seq,
-                                epoch,
-                                sender: device,
-                                blob,
-                            })
-                        });
-                        let _ = state.notices.send((space, seq, inline));
-                    }
-                    Ok(Response::Pushed { seq, duplicate })
-                }
-                _ => Err(Refusal::new(ErrorCode::Internal, "unexpected store answer")),
-            }
-        }
-        Request::Pull {
-            space,
-            after,
-            limit,
-        } => {
-            member(state, space, device).await?;
-            let limit = limit.clamp(1, MAX_PULL);
-            let (entries, more, head) = read(state, move |s| s.pull(space, after, limit)).await?;
-            Ok(Response::Entries {
-                entries,
-                more,
-                head,
-            })
-        }
-        Request::PutSnapshot {
-            space,
-            epoch,
-            covers,
-            blob,
-        } => {
-            if blob.len() > MAX_SNAPSHOT {
-                return Err(Refusal::new(
-                    ErrorCode::TooLarge,
-                    format!("a snapshot is at most {MAX_SNAPSHOT} bytes"),
-                ));
-            }
-            member(state, space, device).await?;
-            state
-                .store
-                .write(Write::PutSnapshot {
-                    space,
-                    sender: device,
-                    epoch,
-                    covers,
-                    blob,
-                })
-                .await?;
-            Ok(Response::Ok)
-        }
-        Request::GetSnapshot { space } => {
-            member(state, space, device).await?;
-            Ok(Response::Snapshot(
-                read(state, move |s| s.snapshot(space)).await?,
-            ))
-        }
-        Request::Prune { space, through } => {
-            member(state, space, device).await?;
-            state
-                .store
-                .write(Write::Prune {
-                    space,
-                    device,
-                    through,
-                })
-                .await?;
-            Ok(Response::Ok)
-        }
+    let store = state.store.clone();
+    let answer = tokio::task::spawn_blocking(move || rules::answer(&store, device, request))
+        .await
+        .unwrap_or_else(|_| Err(failed()))?;
+    if let Some((space, seq, entry)) = answer.notice {
+        let _ = state.notices.send((space, seq, entry.map(Arc::new)));
     }
-}
-
-fn ring_verify(public: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
-    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
-        .verify(message, signature)
-        .is_ok()
+    for removed in answer.removed {
+        close_device(state, removed);
+        tracing::info!(%removed, by = %device, "device removed");
+    }
+    Ok(answer.response)
 }
 
 /// Closes every open connection of a removed device at once.

@@ -42,6 +42,10 @@ async fn invite_op<L: Link>(
     let space = space_of(home, kind)?;
     let me = home.device_identity()?.device_id();
     append(home, link, kind, |state| {
+        // Already in the log: an earlier attempt went through and its answer was lost.
+        if state.invites.contains_key(&secret.id()) {
+            return Ok(Decision::Done);
+        }
         // A member may add a further device of their own (as a member), like the log's
         // rule; inviting a colleague takes an owner or admin.
         let own_device = role == Role::Member

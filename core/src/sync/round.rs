@@ -603,29 +603,40 @@ fn seal_snapshot(home: &Home, kind: SpaceKind, key: &SpaceKey, covers: u64) -> R
 /// from the snapshot.
 pub(super) async fn compact<L: Link>(home: &Home, link: &L, kind: SpaceKind) -> Result<()> {
     let position = home.sync_position(kind)?;
-    let state = verified(home, kind)?;
-    let key = current_key(home, kind, &state)?;
+    let mut state = verified(home, kind)?;
     let space = space_of(home, kind)?;
-    // The document holds every entry up to the cursor (merged, or ours), so the snapshot
-    // covers the cursor.
-    let blob = seal_snapshot(home, kind, &key, position.cursor)?;
-    if blob.len() > MAX_SNAPSHOT {
-        tracing::warn!(
-            bytes = blob.len(),
-            "the space has outgrown the relay's snapshot size; the log is left unpruned"
-        );
-        home.set_last_snapshot(kind, position.cursor)?;
-        return Ok(());
-    }
-    match link
-        .request(&Request::PutSnapshot {
-            space,
-            epoch: key.epoch,
-            covers: position.cursor,
-            blob,
-        })
-        .await
-    {
+    let mut attempts = 0;
+    let answer = loop {
+        let key = current_key(home, kind, &state)?;
+        // The document holds every entry up to the cursor (merged, or ours), so the
+        // snapshot covers the cursor.
+        let blob = seal_snapshot(home, kind, &key, position.cursor)?;
+        if blob.len() > MAX_SNAPSHOT {
+            tracing::warn!(
+                bytes = blob.len(),
+                "the space has outgrown the relay's snapshot size; the log is left unpruned"
+            );
+            home.set_last_snapshot(kind, position.cursor)?;
+            return Ok(());
+        }
+        match link
+            .request(&Request::PutSnapshot {
+                space,
+                epoch: key.epoch,
+                covers: position.cursor,
+                blob,
+            })
+            .await
+        {
+            // The key rotated since this device looked: seal again under the new one.
+            Err(e) if e.code() == Some(ErrorCode::StaleEpoch) && attempts < 2 => {
+                attempts += 1;
+                state = refresh(home, link, kind).await?;
+            }
+            answer => break answer,
+        }
+    };
+    match answer {
         Ok(_) => {
             let me = home.device_identity()?.device_id();
             if matches!(standing(&state, me), Standing::Member(_)) && state.may_manage(me) {
