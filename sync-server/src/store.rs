@@ -64,6 +64,42 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 "#;
 
+/// What a protocol-1 relay's `relay.db` held (`user_version` 0 or 1): where [`FROM_V1`]
+/// starts. Kept so that tests can write such a file and upgrade it.
+pub const PROTOCOL_1_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS setup_codes (
+    token_hash BLOB PRIMARY KEY, created_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
+);
+CREATE TABLE IF NOT EXISTS spaces (
+    id BLOB PRIMARY KEY, created_at INTEGER NOT NULL, created_by BLOB NOT NULL,
+    head INTEGER NOT NULL DEFAULT 0, pruned_through INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    space BLOB NOT NULL, device BLOB NOT NULL, role TEXT NOT NULL, x25519 BLOB NOT NULL,
+    joined_at INTEGER NOT NULL, removed_at INTEGER, PRIMARY KEY (space, device)
+);
+CREATE INDEX IF NOT EXISTS memberships_by_device ON memberships(device);
+CREATE TABLE IF NOT EXISTS invites (
+    token_hash BLOB PRIMARY KEY, space BLOB NOT NULL, role TEXT NOT NULL, created_by BLOB NOT NULL,
+    created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
+);
+CREATE TABLE IF NOT EXISTS log (
+    space BLOB NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
+    client_msg_id BLOB NOT NULL, received_at INTEGER NOT NULL, blob BLOB NOT NULL,
+    PRIMARY KEY (space, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS log_by_message ON log(space, sender, client_msg_id);
+CREATE TABLE IF NOT EXISTS snapshots (
+    space BLOB PRIMARY KEY, covers INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
+    created_at INTEGER NOT NULL, blob BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_envelopes (
+    space BLOB NOT NULL, epoch INTEGER NOT NULL, device BLOB NOT NULL, sealed BLOB NOT NULL,
+    created_by BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (space, epoch, device)
+);
+"#;
+
 /// A database from protocol 1: memberships and key envelopes the relay handed out
 /// become a record of who registered each space (`legacy_memberships`), so that the
 /// device that connected a practice can give it a membership log (`Adopt`); invites and
@@ -767,22 +803,33 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                 .optional()?
                 .ok_or_else(|| Refusal::new(ErrorCode::UnknownSpace, "no such space"))?;
             current_epoch(c, *space, *sender, *epoch, "a snapshot")?;
+            // The log's first epoch: a snapshot under an older one was made before the
+            // space had a log (protocol 1) and carries no covers a reader can check.
+            let first_epoch = membership::existing_state(c, *space)?
+                .checks
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(0);
             if *covers > u64::try_from(head).unwrap_or(0) {
                 return Err(Refusal::new(
                     ErrorCode::BadRequest,
                     format!("a snapshot cannot cover seq {covers}: the log ends at {head}"),
                 ));
             }
-            let current: Option<i64> = c
+            let current: Option<(i64, u32)> = c
                 .query_row(
-                    "SELECT covers FROM snapshots WHERE space = ?1",
+                    "SELECT covers, epoch FROM snapshots WHERE space = ?1",
                     [&space.0[..]],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
             // Replaced only by one covering more: an older snapshot (a replay) never
-            // takes the place of a newer one.
-            if current.is_some_and(|cur| cur >= *covers as i64) {
+            // takes the place of a newer one. One from before the log gives way to the
+            // first made under it, covering as much: joiners cannot check the old one.
+            if current
+                .is_some_and(|(cur, old_epoch)| cur >= *covers as i64 && old_epoch >= first_epoch)
+            {
                 return Err(Refusal::new(
                     ErrorCode::BadRequest,
                     "a snapshot covering as much or more is already stored",

@@ -1039,41 +1039,6 @@ async fn a_page_of_large_entries_stays_under_the_frame_cap() {
     relay.stop().await;
 }
 
-/// The relay database of protocol 1, as `rapport-relay` wrote it before membership logs.
-const V1_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS setup_codes (
-    token_hash BLOB PRIMARY KEY, created_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
-);
-CREATE TABLE IF NOT EXISTS spaces (
-    id BLOB PRIMARY KEY, created_at INTEGER NOT NULL, created_by BLOB NOT NULL,
-    head INTEGER NOT NULL DEFAULT 0, pruned_through INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS memberships (
-    space BLOB NOT NULL, device BLOB NOT NULL, role TEXT NOT NULL, x25519 BLOB NOT NULL,
-    joined_at INTEGER NOT NULL, removed_at INTEGER, PRIMARY KEY (space, device)
-);
-CREATE INDEX IF NOT EXISTS memberships_by_device ON memberships(device);
-CREATE TABLE IF NOT EXISTS invites (
-    token_hash BLOB PRIMARY KEY, space BLOB NOT NULL, role TEXT NOT NULL, created_by BLOB NOT NULL,
-    created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
-);
-CREATE TABLE IF NOT EXISTS log (
-    space BLOB NOT NULL, seq INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
-    client_msg_id BLOB NOT NULL, received_at INTEGER NOT NULL, blob BLOB NOT NULL,
-    PRIMARY KEY (space, seq)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS log_by_message ON log(space, sender, client_msg_id);
-CREATE TABLE IF NOT EXISTS snapshots (
-    space BLOB PRIMARY KEY, covers INTEGER NOT NULL, epoch INTEGER NOT NULL, sender BLOB NOT NULL,
-    created_at INTEGER NOT NULL, blob BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS key_envelopes (
-    space BLOB NOT NULL, epoch INTEGER NOT NULL, device BLOB NOT NULL, sealed BLOB NOT NULL,
-    created_by BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (space, epoch, device)
-);
-"#;
-
 #[tokio::test]
 async fn a_protocol_1_database_keeps_its_spaces_and_the_connecting_device_adopts_them() {
     let temp = tempfile::tempdir().unwrap();
@@ -1085,7 +1050,8 @@ async fn a_protocol_1_database_keeps_its_spaces_and_the_connecting_device_adopts
     {
         let db = rusqlite::Connection::open(dir.join("relay.db")).unwrap();
         db.execute_batch("DROP TABLE IF EXISTS meta; DROP TABLE IF EXISTS setup_codes; DROP TABLE IF EXISTS spaces; DROP TABLE IF EXISTS memberships; DROP TABLE IF EXISTS membership_log; DROP TABLE IF EXISTS log_states; DROP TABLE IF EXISTS log; DROP TABLE IF EXISTS snapshots; PRAGMA user_version = 0;").unwrap();
-        db.execute_batch(V1_SCHEMA).unwrap();
+        db.execute_batch(rapport_relay::store::PROTOCOL_1_SCHEMA)
+            .unwrap();
         db.execute(
             "INSERT INTO spaces (id, created_at, created_by, head) VALUES (?1, 1, ?2, 2)",
             rusqlite::params![&space.0[..], &owner.device_id().0[..]],

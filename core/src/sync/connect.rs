@@ -156,6 +156,12 @@ pub async fn ensure_personal_space<L: Link>(home: &Home, link: &L) -> Result<()>
     if space_of(home, SpaceKind::Personal).is_err() {
         return Ok(());
     }
+    // Keys but no log: the personal space is from protocol 1, and the relay has it.
+    if home.membership(SpaceKind::Personal)?.is_none()
+        && home.current_space_key(SpaceKind::Personal)?.is_some()
+    {
+        return adopt(home, link, SpaceKind::Personal).await;
+    }
     let genesis = ensure_genesis(home, SpaceKind::Personal)?;
     ask(link, &Request::CreateSpace { genesis }).await?;
     home.set_registered(SpaceKind::Personal)
