@@ -15,6 +15,7 @@ use rapport_core::sync::link::Link;
 use rapport_core::sync::{self as client};
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
+use rapport_tests::practice::join_member;
 use rapport_tests::relay::{Running, relay};
 use rapport_wire::SpaceId;
 use rapport_wire::client::{ClientError, RelayClient};
@@ -69,15 +70,7 @@ async fn practice(relay: &Running, dirs: &[tempfile::TempDir]) -> (Home, Home, S
         .await
         .unwrap();
     let member = home(dirs[1].path());
-    client::join(
-        &member,
-        &client::create_invite(&owner, Role::Member, 3600)
-            .await
-            .unwrap(),
-        "Member",
-    )
-    .await
-    .unwrap();
+    join_member(&owner, &member, "Member").await;
     client::sync_now(&member).await.unwrap();
     client::sync_now(&owner).await.unwrap();
     let space = SpaceId::parse(&owner.space_id(SpaceKind::Practice).unwrap()).unwrap();
@@ -354,15 +347,7 @@ async fn entries_under_a_key_the_relay_withholds_are_held_not_skipped() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let (owner, member, space) = practice(&relay, &dirs).await;
     let third = home(dirs[2].path());
-    client::join(
-        &third,
-        &client::create_invite(&owner, Role::Member, 3600)
-            .await
-            .unwrap(),
-        "Third",
-    )
-    .await
-    .unwrap();
+    join_member(&owner, &third, "Third").await;
     client::sync_now(&third).await.unwrap();
     client::sync_now(&member).await.unwrap();
     let before = member.membership(SpaceKind::Practice).unwrap().unwrap();
@@ -421,15 +406,7 @@ async fn a_relay_that_withholds_one_device_s_entries_is_noticed_and_a_later_hone
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let (owner, member, _space) = practice(&relay, &dirs).await;
     let third = home(dirs[2].path());
-    client::join(
-        &third,
-        &client::create_invite(&owner, Role::Member, 3600)
-            .await
-            .unwrap(),
-        "Third",
-    )
-    .await
-    .unwrap();
+    join_member(&owner, &third, "Third").await;
     for device in [&third, &member, &owner, &third] {
         let report = client::sync_now(device).await.unwrap();
         assert!(report.withheld.is_empty(), "an honest relay: {report:?}");
@@ -534,15 +511,7 @@ async fn a_removed_device_cannot_write_under_the_key_it_kept_through_a_relay_tha
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let (owner, member, space) = practice(&relay, &dirs).await;
     let removed = home(dirs[2].path());
-    client::join(
-        &removed,
-        &client::create_invite(&owner, Role::Member, 3600)
-            .await
-            .unwrap(),
-        "Soon Removed",
-    )
-    .await
-    .unwrap();
+    join_member(&owner, &removed, "Soon Removed").await;
     client::sync_now(&removed).await.unwrap();
     let old_epoch = removed
         .membership(SpaceKind::Practice)

@@ -20,6 +20,7 @@ use rapport_core::{Home, SpaceKind};
 use rapport_relay::data::DataDir;
 use rapport_relay::server::{Config, Relay};
 use rapport_relay::store::PROTOCOL_1_SCHEMA;
+use rapport_tests::practice::join_member;
 use rapport_tests::relay::relay;
 use rapport_wire::frames::Role;
 use rusqlite::{Connection, params};
@@ -155,15 +156,7 @@ async fn a_protocol_1_practice_upgrades_in_place_and_keeps_everything() {
             .await
             .unwrap();
         let member = Home::open(dirs[1].path()).unwrap();
-        client::join(
-            &member,
-            &client::create_invite(&owner, Role::Member, 3600)
-                .await
-                .unwrap(),
-            "Member",
-        )
-        .await
-        .unwrap();
+        join_member(&owner, &member, "Member").await;
         let written = member.add_partner(partner("Dr. From the Member")).unwrap();
         client::sync_now(&member).await.unwrap();
         client::sync_now(&owner).await.unwrap();
@@ -232,15 +225,7 @@ async fn a_protocol_1_practice_upgrades_in_place_and_keeps_everything() {
     // A new device joins at once, nothing written since the upgrade: from a snapshot it
     // can check, which took the place of the one from before covering as much.
     let third = Home::open(dirs[2].path()).unwrap();
-    client::join(
-        &third,
-        &client::create_invite(&owner, Role::Member, 3600)
-            .await
-            .unwrap(),
-        "Third",
-    )
-    .await
-    .unwrap();
+    join_member(&owner, &third, "Third").await;
     client::sync_now(&third).await.unwrap();
     for id in [&kept.id, &written_by_member.id] {
         assert!(third.partner(id).is_ok(), "the new device has {id}");

@@ -1,0 +1,13 @@
+//! Steps the end-to-end tests share.
+
+use rapport_core::Home;
+use rapport_core::sync as client;
+use rapport_wire::frames::Role;
+
+/// `by` invites a member and `home` joins with the code as `name`, over the relay `by`
+/// syncs with. Panics (it is for tests) if either step fails.
+#[allow(clippy::unwrap_used)]
+pub async fn join_member(by: &Home, home: &Home, name: &str) {
+    let code = client::create_invite(by, Role::Member, 3600).await.unwrap();
+    client::join(home, &code, name).await.unwrap();
+}
