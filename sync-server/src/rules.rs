@@ -53,6 +53,17 @@ pub fn member(store: &Store, space: SpaceId, device: DeviceId) -> Outcome<Role> 
     ))
 }
 
+/// Refuses `what` of `len` bytes when it is over `max`.
+fn at_most(len: usize, max: usize, what: &str) -> Outcome<()> {
+    if len > max {
+        return Err(Refusal::new(
+            ErrorCode::TooLarge,
+            format!("{what} is at most {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// Answers one request of `device` (after Hello, rate limits and subscriptions, which
 /// belong to the connection). Blocks on the store; call it off the async runtime.
 pub fn answer(store: &Store, device: DeviceId, request: Request) -> Outcome<Answer> {
@@ -136,12 +147,7 @@ pub fn answer(store: &Store, device: DeviceId, request: Request) -> Outcome<Answ
             client_msg_id,
             blob,
         } => {
-            if blob.len() > MAX_BLOB {
-                return Err(Refusal::new(
-                    ErrorCode::TooLarge,
-                    format!("a pushed blob is at most {MAX_BLOB} bytes"),
-                ));
-            }
+            at_most(blob.len(), MAX_BLOB, "a pushed blob")?;
             member(store, space, device)?;
             // Small entries travel inside the notice: subscribers skip a pull.
             let inline = (blob.len() <= MAX_INLINE).then(|| blob.clone());
@@ -188,12 +194,7 @@ pub fn answer(store: &Store, device: DeviceId, request: Request) -> Outcome<Answ
             covers,
             blob,
         } => {
-            if blob.len() > MAX_SNAPSHOT {
-                return Err(Refusal::new(
-                    ErrorCode::TooLarge,
-                    format!("a snapshot is at most {MAX_SNAPSHOT} bytes"),
-                ));
-            }
+            at_most(blob.len(), MAX_SNAPSHOT, "a snapshot")?;
             member(store, space, device)?;
             store.write_blocking(Write::PutSnapshot {
                 space,

@@ -178,6 +178,16 @@ impl Home {
         queries::members(&self.lock_reader())
     }
 
+    /// Members' display names by member id (how the membership log names a device's
+    /// clinician).
+    pub fn member_names(&self) -> Result<std::collections::HashMap<String, String>> {
+        Ok(self
+            .members()?
+            .into_iter()
+            .map(|m| (m.id, m.display_name))
+            .collect())
+    }
+
     /// One stream.
     pub fn stream(&self, id: &str) -> Result<Stream> {
         let id = validate::id("stream id", id)?;

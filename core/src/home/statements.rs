@@ -137,33 +137,26 @@ impl Home {
     /// Where re-reading a space's relay log from its start stands, after a pull found
     /// changes withheld: `due:MARK` or `done:MARK` (MARK names the withheld statements).
     pub fn rescan_mark(&self, kind: SpaceKind) -> Result<Option<String>> {
-        let key = format!("withheld_rescan:{}", self.space_id(kind)?);
-        crate::store::queries::home_value(&self.lock_reader(), &key)
+        self.space_value("withheld_rescan", kind)
     }
 
     /// Records where re-reading from the start stands (see [`Home::rescan_mark`]).
     pub fn set_rescan_mark(&self, kind: SpaceKind, mark: &str) -> Result<()> {
-        let key = format!("withheld_rescan:{}", self.space_id(kind)?);
-        self.lock_writer().conn.execute(
-            "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
-            params![key, mark],
-        )?;
-        Ok(())
+        self.set_space_value("withheld_rescan", kind, mark)
     }
 
     /// The newest key epoch of an entry merged in a space (0 before any).
     pub fn newest_merged_epoch(&self, kind: SpaceKind) -> Result<u32> {
-        let key = format!("newest_merged_epoch:{}", self.space_id(kind)?);
-        Ok(
-            crate::store::queries::home_value(&self.lock_reader(), &key)?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        )
+        Ok(self
+            .space_value("newest_merged_epoch", kind)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
-    /// Records the newest key epoch of an entry merged in a space.
+    /// Records the newest key epoch of an entry merged in a space (without an fsync: the
+    /// merge it follows skips one too, and both are fetched again after a power cut).
     pub fn set_newest_merged_epoch(&self, kind: SpaceKind, epoch: u32) -> Result<()> {
-        let key = format!("newest_merged_epoch:{}", self.space_id(kind)?);
+        let key = self.space_setting("newest_merged_epoch", kind)?;
         let writer = self.lock_writer();
         relaxed(&writer.conn, |conn| {
             conn.execute(

@@ -188,39 +188,49 @@ impl Home {
         write_cursor(&self.lock_writer().conn, &space, cursor, now)
     }
 
+    /// The `home` table's key for a setting `name` of one space.
+    pub(super) fn space_setting(&self, name: &str, kind: SpaceKind) -> Result<String> {
+        Ok(format!("{name}:{}", self.space_id(kind)?))
+    }
+
+    /// A setting of one space, if set.
+    pub(super) fn space_value(&self, name: &str, kind: SpaceKind) -> Result<Option<String>> {
+        queries::home_value(&self.lock_reader(), &self.space_setting(name, kind)?)
+    }
+
+    /// Sets a setting of one space.
+    pub(super) fn set_space_value(&self, name: &str, kind: SpaceKind, value: &str) -> Result<()> {
+        // The key first: finding the space takes a lock the write below holds.
+        let key = self.space_setting(name, kind)?;
+        self.lock_writer().conn.execute(
+            "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
     /// The seq the newest snapshot this device knows of covers.
     pub fn last_snapshot(&self, kind: SpaceKind) -> Result<u64> {
-        let key = format!("verified_snapshot:{}", self.space_id(kind)?);
-        Ok(queries::home_value(&self.lock_reader(), &key)?
+        Ok(self
+            .space_value("verified_snapshot", kind)?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
     }
 
     /// Records that a snapshot covers the log up to `seq`.
     pub fn set_last_snapshot(&self, kind: SpaceKind, seq: u64) -> Result<()> {
-        let key = format!("verified_snapshot:{}", self.space_id(kind)?);
-        self.lock_writer().conn.execute(
-            "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
-            params![key, seq.to_string()],
-        )?;
-        Ok(())
+        self.set_space_value("verified_snapshot", kind, &seq.to_string())
     }
 
     /// Whether a space of this home is registered on the relay (its log's genesis was
     /// accepted, or this device joined it).
     pub fn is_registered(&self, kind: SpaceKind) -> Result<bool> {
-        let key = format!("registered:{}", self.space_id(kind)?);
-        Ok(queries::home_value(&self.lock_reader(), &key)?.is_some())
+        Ok(self.space_value("registered", kind)?.is_some())
     }
 
     /// Records that a space is registered on the relay.
     pub fn set_registered(&self, kind: SpaceKind) -> Result<()> {
-        let key = format!("registered:{}", self.space_id(kind)?);
-        self.lock_writer().conn.execute(
-            "INSERT OR REPLACE INTO home (key, value) VALUES (?1, '1')",
-            params![key],
-        )?;
-        Ok(())
+        self.set_space_value("registered", kind, "1")
     }
 
     /// Records heads the relay acknowledged.

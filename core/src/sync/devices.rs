@@ -72,11 +72,7 @@ pub fn devices_known(home: &Home) -> Result<Devices> {
         .membership(SpaceKind::Practice)?
         .ok_or_else(|| Error::Sync("this practice is not connected to a relay yet".into()))?;
     let me = home.device_identity()?.device_id();
-    let names: std::collections::HashMap<String, String> = home
-        .members()?
-        .into_iter()
-        .map(|m| (m.id, m.display_name))
-        .collect();
+    let names = home.member_names()?;
     let name = |member: &str| names.get(member).cloned().unwrap_or_default();
     let mut devices: Vec<Device> = state
         .members

@@ -71,11 +71,7 @@ pub fn withheld_message(
 
 /// Member display names by id, from the practice's read model.
 fn names(home: &Home) -> Result<impl Fn(&str) -> Option<String>> {
-    let names: std::collections::HashMap<String, String> = home
-        .members()?
-        .into_iter()
-        .map(|m| (m.id, m.display_name))
-        .collect();
+    let names = home.member_names()?;
     Ok(move |id: &str| names.get(id).cloned())
 }
 
