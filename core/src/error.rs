@@ -195,6 +195,17 @@ impl From<Error> for RapportError {
 }
 
 impl Error {
+    /// Whether this error, met while merging bytes received from a colleague, means the
+    /// bytes themselves are bad (not a valid change, not a Rapport space): the entry is
+    /// refused for good. Every other error is this device's own failure (a full disk, a
+    /// busy or failing database) and the entry must be fetched again once it is fixed.
+    pub fn refuses_entry(&self) -> bool {
+        matches!(
+            self,
+            Error::CorruptDocument(_) | Error::NotASpace { .. } | Error::Invalid { .. }
+        )
+    }
+
     /// Shorthand for a validation failure.
     pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
         Error::Invalid {

@@ -1,7 +1,7 @@
 //! Flows cut off half-way (connection lost, app killed) are finished later: a join cut
 //! off after the practice was installed, by joining again with the same invite or by the
 //! next sync round; connecting a practice cut off after the relay registered it, by the
-//! next sync round. Its own test binary: fail points are process-wide (each test holds
+//! next sync round; a merge that fails on a full disk, by fetching the entry again. Its own test binary: fail points are process-wide (each test holds
 //! `FailScenario`, which runs them one at a time).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -233,6 +233,65 @@ async fn a_removal_cut_off_after_the_relay_took_it_is_finished_by_the_next_round
     client::remove_device(&laptop, &phone_id.to_string())
         .await
         .unwrap();
+    scenario.teardown();
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_filling_up_during_a_merge_ends_the_round_and_the_entries_come_again() {
+    let scenario = fail::FailScenario::setup();
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let owner = Home::open(dirs[0].path()).unwrap();
+    owner.create_practice("Practice", "Owner").unwrap();
+    client::connect_practice(&owner, &(relay.setup_code)())
+        .await
+        .unwrap();
+    let colleague = Home::open(dirs[1].path()).unwrap();
+    rapport_tests::practice::join_member(&owner, &colleague, "Colleague").await;
+    client::sync_now(&colleague).await.unwrap();
+
+    let names = ["Dr. Okafor", "Lincoln Middle School", "Harbor Clinic"];
+    for name in names {
+        owner
+            .add_partner(NewPartner {
+                kind: Some(PartnerKind::Physician),
+                name: name.into(),
+                ..Default::default()
+            })
+            .unwrap();
+        client::sync_now(&owner).await.unwrap();
+    }
+    let before = colleague.sync_position(SpaceKind::Practice).unwrap().cursor;
+
+    // The colleague's disk is full: the round fails, saying so, and nothing is refused.
+    fail::cfg("merge-disk-full", "return").unwrap();
+    let full = client::sync_now(&colleague).await.unwrap_err();
+    assert!(full.to_string().contains("full"), "{full}");
+    assert_eq!(
+        colleague.sync_position(SpaceKind::Practice).unwrap().cursor,
+        before,
+        "the cursor stays before the entry that could not be stored"
+    );
+    assert!(colleague.partners(&Default::default()).unwrap().is_empty());
+
+    // Space again: the same entries are fetched and merged, none reported as refused.
+    fail::remove("merge-disk-full");
+    let report = client::sync_now(&colleague).await.unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_eq!(report.merged, names.len() as u64);
+    let mut got: Vec<String> = colleague
+        .partners(&Default::default())
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+
     scenario.teardown();
     let _ = relay.stop.send(());
     relay.task.await.unwrap();

@@ -345,6 +345,13 @@ impl Home {
                 if let Some(seq) = cursor {
                     super::sync_state::write_cursor(tx, &space_id, seq, now)?;
                 }
+                // The disk filling up as a merge commits (tests).
+                fail::fail_point!("merge-disk-full", |_| Err(Error::Storage(
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                        Some("database or disk is full".into()),
+                    )
+                )));
                 Ok(())
             });
             if refetchable {

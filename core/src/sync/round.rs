@@ -281,7 +281,9 @@ enum Merged {
 }
 
 /// Verifies, opens and merges one entry of `kind` (our own entries are already merged). A
-/// bad entry is refused and reported; it never stops the entries after it. An entry whose
+/// bad entry (forged, sealed under the wrong key, not a valid change) is refused and
+/// reported; it never stops the entries after it. A failure of this device's storage is an
+/// error: it ends the round and leaves the cursor before the entry. An entry whose
 /// key has not arrived is held. A part of a large change is collected in `parts` and the
 /// change merged with its last part. A merge moves the relay cursor to the entry in the
 /// same transaction, unless a large change is still incomplete (the cursor must then stay
@@ -373,7 +375,11 @@ async fn merge_entry<L: Link>(
                     }
                     return Ok(Merged::Yes);
                 }
-                Err(e) => e.to_string(),
+                // Only bytes that are not a valid change refuse the entry. A failure of
+                // this device (disk full, database busy, an I/O error) ends the round with
+                // the cursor before the entry, which is fetched again next round.
+                Err(e) if e.refuses_entry() => e.to_string(),
+                Err(e) => return Err(e),
             }
         }
         Err(e) => e,
