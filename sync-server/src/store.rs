@@ -17,7 +17,6 @@ use rapport_wire::membership::{LogState, Op, SignedOp, SpaceKind};
 use rapport_wire::{DeviceId, SpaceId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
 
 use crate::membership;
 
@@ -26,6 +25,8 @@ pub const DB_FILE: &str = "relay.db";
 
 /// Most writes committed in one transaction.
 const GROUP_MAX: usize = 256;
+/// Writes waiting for the writer thread, at most.
+const WRITE_QUEUE: usize = 1_024;
 
 /// Personal spaces one device may create.
 pub const MAX_SPACES_PER_DEVICE: i64 = 8;
@@ -274,20 +275,15 @@ pub enum Written {
     Appended(u64),
 }
 
-enum Reply {
-    Async(oneshot::Sender<Outcome<Written>>),
-    Blocking(mpsc::Sender<Outcome<Written>>),
-}
-
 struct Job {
     write: Write,
-    reply: Reply,
+    reply: mpsc::Sender<Outcome<Written>>,
 }
 
 /// The relay's database.
 pub struct Store {
     path: PathBuf,
-    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<mpsc::SyncSender<Job>>>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -315,7 +311,10 @@ impl Store {
         let readers = (0..4)
             .map(|_| open(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        // Bounded: when writes arrive faster than the disk commits them, the requests
+        // behind them wait (each on its blocking thread, with its bytes counted in the
+        // server's in-flight budget) instead of piling up in memory.
+        let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
         let thread = std::thread::Builder::new()
             .name("relay-writer".into())
             .spawn(move || writer_loop(writer, rx))
@@ -334,28 +333,11 @@ impl Store {
         &self.path
     }
 
-    /// Runs a write; resolves after it is durable.
-    pub async fn write(&self, write: Write) -> Outcome<Written> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job {
-            write,
-            reply: Reply::Async(reply),
-        })?;
-        answer.await.unwrap_or_else(|_| {
-            Err(Refusal::new(
-                ErrorCode::Internal,
-                "the relay's writer stopped",
-            ))
-        })
-    }
-
-    /// Runs a write from synchronous code (the CLI); blocks until it is durable.
+    /// Runs a write; blocks until it is durable (call it off the async runtime). When the
+    /// writer's queue is full it waits for room.
     pub fn write_blocking(&self, write: Write) -> Outcome<Written> {
         let (reply, answer) = mpsc::channel();
-        self.submit(Job {
-            write,
-            reply: Reply::Blocking(reply),
-        })?;
+        self.submit(Job { write, reply })?;
         answer.recv().unwrap_or_else(|_| {
             Err(Refusal::new(
                 ErrorCode::Internal,
@@ -394,6 +376,16 @@ impl Store {
         if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = thread.join();
         }
+    }
+
+    /// Whether the device is a current member of any space on this relay.
+    pub fn member_anywhere(&self, device: DeviceId) -> Outcome<bool> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM memberships WHERE device = ?1)")?
+                    .query_row([&device.0[..]], |r| r.get(0))?,
+            )
+        })
     }
 
     /// The role of a device in a space, if it is a current member.
@@ -539,14 +531,7 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
         }
         let results = commit_group(&mut conn, &group);
         for (job, result) in group.into_iter().zip(results) {
-            match job.reply {
-                Reply::Async(reply) => {
-                    let _ = reply.send(result);
-                }
-                Reply::Blocking(reply) => {
-                    let _ = reply.send(result);
-                }
-            }
+            let _ = job.reply.send(result);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests, the deterministic practice generator and the `rapport-bench` binary.
 
+pub mod flood;
 pub mod generator;
 pub mod practice;
 pub mod raw;

@@ -1,7 +1,9 @@
 //! Steps the end-to-end tests share.
 
 use rapport_core::Home;
+use rapport_core::model::{NewPartner, Partner};
 use rapport_core::sync as client;
+use rapport_core::vocab::PartnerKind;
 use rapport_wire::frames::Role;
 
 /// `by` invites a member and `home` joins with the code as `name`, over the relay `by`
@@ -10,4 +12,16 @@ use rapport_wire::frames::Role;
 pub async fn join_member(by: &Home, home: &Home, name: &str) {
     let code = client::create_invite(by, Role::Member, 3600).await.unwrap();
     client::join(home, &code, name).await.unwrap();
+}
+
+/// Adds a partner of `kind` named `name` with nothing else filled in. Panics (it is for
+/// tests) if the write is refused.
+#[allow(clippy::unwrap_used)]
+pub fn add_partner(home: &Home, kind: PartnerKind, name: &str) -> Partner {
+    home.add_partner(NewPartner {
+        kind: Some(kind),
+        name: name.into(),
+        ..Default::default()
+    })
+    .unwrap()
 }

@@ -7,6 +7,10 @@ use rapport_relay::server::{Config, Relay};
 
 /// A relay running on a tokio task.
 pub struct Running {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Its certificate's fingerprint.
+    pub fingerprint: [u8; 32],
     /// Makes a fresh one-time setup code for a practice.
     pub setup_code: Box<dyn Fn() -> String + Send + Sync>,
     /// The relay's data directory (its SQLite file and identity).
@@ -18,18 +22,24 @@ pub struct Running {
 }
 
 /// Starts a relay on 127.0.0.1 at a free port. Panics (it is for tests) if it cannot.
-#[allow(clippy::unwrap_used)]
 pub async fn relay() -> Running {
+    relay_with(Config::default()).await
+}
+
+/// [`relay`] with its own limits (its `listen` is replaced by a free loopback port).
+#[allow(clippy::unwrap_used)]
+pub async fn relay_with(config: Config) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let data = DataDir::init(dir.path(), "127.0.0.1:1").unwrap();
     let store = data.store().unwrap();
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        ..Config::default()
+        ..config
     };
     let relay = Relay::bind(store.clone(), &data.identity, config).unwrap();
     let addr = relay.local_addr().unwrap();
     data.set_public_addr(&addr.to_string()).unwrap();
+    let fingerprint = data.identity.fingerprint();
     let data = Arc::new(data);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(relay.run(async {
@@ -37,6 +47,8 @@ pub async fn relay() -> Running {
     }));
     let codes = data.clone();
     Running {
+        addr,
+        fingerprint,
         setup_code: Box::new(move || codes.new_setup_code(&store).unwrap().encode()),
         dir,
         stop,

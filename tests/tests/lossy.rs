@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rapport_core::model::{NewPartner, PartnerEdit};
+use rapport_core::model::PartnerEdit;
 use rapport_core::sync as client;
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
@@ -115,13 +115,7 @@ async fn devices_converge_over_a_lossy_reordering_link() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let homes: Vec<Home> = dirs.iter().map(|d| Home::open(d.path()).unwrap()).collect();
     homes[0].create_practice("Lossy Practice", "A").unwrap();
-    let shared = homes[0]
-        .add_partner(NewPartner {
-            kind: Some(PartnerKind::Therapist),
-            name: "Shared".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    let shared = rapport_tests::practice::add_partner(&homes[0], PartnerKind::Therapist, "Shared");
     retry("connect", async || {
         client::connect_practice(&homes[0], &setup).await
     })
@@ -148,12 +142,11 @@ async fn devices_converge_over_a_lossy_reordering_link() {
                 },
             )
             .unwrap();
-            home.add_partner(NewPartner {
-                kind: Some(PartnerKind::Other),
-                name: format!("From {i} in round {round}"),
-                ..Default::default()
-            })
-            .unwrap();
+            rapport_tests::practice::add_partner(
+                home,
+                PartnerKind::Other,
+                &format!("From {i} in round {round}"),
+            );
             retry("sync", async || client::sync_now(home).await.map(drop)).await;
         }
     }

@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rapport_core::model::NewPartner;
 use rapport_core::sync as client;
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
@@ -33,13 +32,7 @@ async fn a_join_cut_off_after_its_install_is_finished_by_joining_again_or_by_syn
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let owner = Home::open(dirs[0].path()).unwrap();
     owner.create_practice("Practice", "Owner").unwrap();
-    owner
-        .add_partner(NewPartner {
-            kind: Some(PartnerKind::Physician),
-            name: "Dr. Okafor".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    rapport_tests::practice::add_partner(&owner, PartnerKind::Physician, "Dr. Okafor");
     client::connect_practice(&owner, &(relay.setup_code)())
         .await
         .unwrap();
@@ -114,13 +107,8 @@ async fn connecting_a_practice_cut_off_after_registering_is_finished_by_syncing(
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let owner = Home::open(dirs[0].path()).unwrap();
     owner.create_practice("Practice", "Owner").unwrap();
-    let partner = owner
-        .add_partner(NewPartner {
-            kind: Some(PartnerKind::School),
-            name: "Lincoln Middle School".into(),
-            ..Default::default()
-        })
-        .unwrap();
+    let partner =
+        rapport_tests::practice::add_partner(&owner, PartnerKind::School, "Lincoln Middle School");
     let setup_code = (relay.setup_code)();
     fail::cfg(CONNECT_CUT, "return").unwrap();
     let cut = client::connect_practice(&owner, &setup_code)
@@ -254,13 +242,7 @@ async fn a_disk_filling_up_during_a_merge_ends_the_round_and_the_entries_come_ag
 
     let names = ["Dr. Okafor", "Lincoln Middle School", "Harbor Clinic"];
     for name in names {
-        owner
-            .add_partner(NewPartner {
-                kind: Some(PartnerKind::Physician),
-                name: name.into(),
-                ..Default::default()
-            })
-            .unwrap();
+        rapport_tests::practice::add_partner(&owner, PartnerKind::Physician, name);
         client::sync_now(&owner).await.unwrap();
     }
     let before = colleague.sync_position(SpaceKind::Practice).unwrap().cursor;

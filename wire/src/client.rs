@@ -46,7 +46,14 @@ pub enum ClientError {
     /// The connection or stream closed.
     #[error("connection to the relay lost: {0}")]
     Closed(String),
+    /// The relay did not answer in time.
+    #[error("the relay did not answer within {} s; check the network and retry", .0.as_secs())]
+    TimedOut(Duration),
 }
+
+/// How long a request may take, sending included (a 32 MiB snapshot on a slow uplink
+/// fits); a relay that stops answering must not hold a device's sync forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl ClientError {
     /// The relay's refusal code, if this is a refusal.
@@ -189,6 +196,12 @@ impl RelayClient {
     }
 
     async fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request))
+            .await
+            .map_err(|_| ClientError::TimedOut(REQUEST_TIMEOUT))?
+    }
+
+    async fn exchange(&self, request: &Request) -> Result<Response, ClientError> {
         let (mut send, mut recv) = self
             .connection
             .open_bi()
@@ -223,7 +236,13 @@ impl RelayClient {
             .await
             .map_err(|e| ClientError::Closed(e.to_string()))?;
         write_frame(&mut send, &Request::Subscribe { spaces }).await?;
-        match read_frame::<_, Response>(&mut recv, MAX_FRAME).await? {
+        let answer = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            read_frame::<_, Response>(&mut recv, MAX_FRAME),
+        )
+        .await
+        .map_err(|_| ClientError::TimedOut(REQUEST_TIMEOUT))?;
+        match answer? {
             Some(Response::Subscribed) => Ok(Notices { recv, _send: send }),
             Some(Response::Error { code, message }) => Err(ClientError::Refused { code, message }),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),

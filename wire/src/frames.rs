@@ -26,6 +26,14 @@ pub const MAX_PULL_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_LOG_PAGE: usize = 512;
 /// The largest frame a connection may send before its `Hello` is answered.
 pub const MAX_FIRST_FRAME: usize = 4 * 1024;
+/// The largest frame a device that is a member of no space yet may send: registering a
+/// practice or joining one needs far less, and a stranger cannot make the relay read
+/// megabytes for it.
+pub const MAX_STRANGER_FRAME: usize = 64 * 1024;
+/// The largest membership operation request (a rotation seals the key to every device).
+pub const MAX_OP_FRAME: usize = 1024 * 1024;
+/// The largest frame of a request that carries no blob (`Pull`, `GetLog`, ...).
+pub const MAX_SMALL_FRAME: usize = 64 * 1024;
 
 /// What a device asks of the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,12 +340,31 @@ pub fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
     postcard::from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
-/// Reads one frame, refusing one longer than `max` before allocating; `Ok(None)` at a
-/// clean end of stream.
-pub async fn read_frame<R: AsyncRead + Unpin, T: for<'a> Deserialize<'a>>(
+/// The largest frame a request may be, known from the first byte of its body (postcard's
+/// variant index, one byte for every [`Request`] kind), before the rest is read: a `Push`
+/// up to its blob cap, a `PutSnapshot` up to [`MAX_FRAME`], a membership operation up to
+/// [`MAX_OP_FRAME`], anything else [`MAX_SMALL_FRAME`]; an unknown kind 0.
+pub fn request_cap(first: u8) -> usize {
+    match first {
+        // Hello, GetLog, Pull, Subscribe, GetSnapshot, Prune.
+        0 | 5 | 7 | 8 | 10 | 11 => MAX_SMALL_FRAME,
+        // Register, CreateSpace, Adopt, AppendOp.
+        1..=4 => MAX_OP_FRAME,
+        // Push: the blob and a few fields.
+        6 => MAX_BLOB + 1024,
+        // PutSnapshot.
+        9 => MAX_FRAME,
+        _ => 0,
+    }
+}
+
+/// The start of a frame: its announced length (refused at once over `max`) and the first
+/// byte of its body, read before anything is allocated for the rest ([`read_body`]).
+/// `Ok(None)` at a clean end of stream; a zero-length frame is malformed.
+pub async fn read_head<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
-) -> Result<Option<T>, FrameError> {
+) -> Result<Option<(usize, u8)>, FrameError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -348,9 +375,36 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'a> Deserialize<'a>>(
     if len > max {
         return Err(FrameError::TooLarge(len, max));
     }
+    if len == 0 {
+        return Err(FrameError::Malformed("an empty frame".into()));
+    }
+    let mut first = [0u8; 1];
+    reader.read_exact(&mut first).await?;
+    Ok(Some((len, first[0])))
+}
+
+/// Reads the rest of a frame whose head [`read_head`] returned, and decodes it. The
+/// caller has checked `len` against its caps.
+pub async fn read_body<R: AsyncRead + Unpin, T: for<'a> Deserialize<'a>>(
+    reader: &mut R,
+    (len, first): (usize, u8),
+) -> Result<T, FrameError> {
     let mut body = vec![0; len];
-    reader.read_exact(&mut body).await?;
-    decode(&body).map(Some)
+    body[0] = first;
+    reader.read_exact(&mut body[1..]).await?;
+    decode(&body)
+}
+
+/// Reads one frame, refusing one longer than `max` before allocating; `Ok(None)` at a
+/// clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin, T: for<'a> Deserialize<'a>>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<T>, FrameError> {
+    match read_head(reader, max).await? {
+        Some(head) => read_body(reader, head).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Writes one frame.
@@ -373,6 +427,114 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    #[test]
+    fn every_request_kind_has_a_cap_its_largest_honest_frame_fits() {
+        let space = SpaceId([1; 16]);
+        let op = || SignedOp {
+            signer: [2; 32],
+            body: vec![0; 2048],
+            signature: vec![0; 64],
+        };
+        let largest = [
+            (
+                Request::Hello {
+                    versions: vec![1, 2],
+                },
+                MAX_SMALL_FRAME,
+            ),
+            (
+                Request::Register {
+                    setup_token: vec![0; 32],
+                    genesis: op(),
+                },
+                MAX_OP_FRAME,
+            ),
+            (Request::CreateSpace { genesis: op() }, MAX_OP_FRAME),
+            (Request::Adopt { genesis: op() }, MAX_OP_FRAME),
+            (Request::AppendOp { space, op: op() }, MAX_OP_FRAME),
+            (
+                Request::GetLog {
+                    space,
+                    from: 0,
+                    invite: None,
+                },
+                MAX_SMALL_FRAME,
+            ),
+            (
+                Request::Push {
+                    space,
+                    epoch: u32::MAX,
+                    client_msg_id: [0; 16],
+                    blob: vec![0; MAX_BLOB],
+                },
+                MAX_BLOB + 1024,
+            ),
+            (
+                Request::Pull {
+                    space,
+                    after: u64::MAX,
+                    limit: u32::MAX,
+                },
+                MAX_SMALL_FRAME,
+            ),
+            (
+                Request::Subscribe {
+                    spaces: vec![space; 64],
+                },
+                MAX_SMALL_FRAME,
+            ),
+            (
+                Request::PutSnapshot {
+                    space,
+                    epoch: u32::MAX,
+                    covers: u64::MAX,
+                    blob: vec![0; MAX_SNAPSHOT],
+                },
+                MAX_FRAME,
+            ),
+            (Request::GetSnapshot { space }, MAX_SMALL_FRAME),
+            (
+                Request::Prune {
+                    space,
+                    through: u64::MAX,
+                },
+                MAX_SMALL_FRAME,
+            ),
+        ];
+        for (request, cap) in largest {
+            let frame = encode(&request).unwrap();
+            let len = frame.len() - 4;
+            assert_eq!(request_cap(frame[4]), cap, "{request:?}");
+            assert!(len <= cap, "{len} > {cap}");
+        }
+        assert_eq!(request_cap(12), 0);
+        assert_eq!(request_cap(0xff), 0);
+    }
+
+    #[test]
+    fn a_frame_head_is_read_before_its_body() {
+        let frame = encode(&Request::GetSnapshot {
+            space: SpaceId([3; 16]),
+        })
+        .unwrap();
+        let mut reader = &frame[..];
+        let head = block_on(read_head(&mut reader, MAX_FRAME))
+            .unwrap()
+            .unwrap();
+        assert_eq!(head, (frame.len() - 4, frame[4]));
+        let request: Request = block_on(read_body(&mut reader, head)).unwrap();
+        assert!(matches!(request, Request::GetSnapshot { .. }));
+        assert!(matches!(
+            block_on(read_head(&mut &[0u8, 0, 0, 0][..], MAX_FRAME)),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(
+            block_on(read_head(&mut &[][..], MAX_FRAME))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `rapport-bench relay`: push throughput from 100 concurrent devices, pull latency, and
-//! the relay's memory while holding 1,000 idle connections. The relay runs in its own
-//! process (this binary in `serve-relay` mode) on loopback.
+//! `rapport-bench relay`: push throughput from 100 concurrent devices, pull latency, the
+//! relay's memory while holding 1,000 idle connections, its memory while strangers announce
+//! huge frames on 100 streams, and how long a member takes to connect and sync while 5,000
+//! unvalidated Initials arrive from other addresses (against the same without the flood).
+//! The relay runs in its own process (this binary in `serve-relay` mode) on loopback.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -20,6 +22,11 @@ use serde_json::json;
 const DEVICES: usize = 100;
 const PUSHES_PER_DEVICE: usize = 50;
 const IDLE_CONNECTIONS: usize = 1_000;
+/// Loopback addresses the idle connections come from (the relay allows 256 per address,
+/// and a thousand devices do not share one).
+const IDLE_SOURCES: u8 = 8;
+const HOSTILE_STREAMS: usize = 100;
+const FLOOD_INITIALS: usize = 5_000;
 
 /// Runs the relay of `dir` on `listen` (a free loopback port by default) and prints its
 /// address; used by the benchmark and by tests that kill the relay.
@@ -120,7 +127,16 @@ pub fn run() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let figures = runtime.block_on(measure(&relay));
     drop(relay);
-    let (pushes_per_sec, pull_p50_ms, idle_connections, rss_mb, baseline_rss_mb) = figures?;
+    let Figures {
+        pushes_per_sec,
+        pull_p50_ms,
+        idle_connections,
+        rss_mb,
+        baseline_rss_mb,
+        hostile_streams_rss_mb,
+        member_connect_ms,
+        flood_member_connect_ms,
+    } = figures?;
     println!("\n{:<24} {:>12}  target", "figure", "value");
     println!(
         "{:<24} {:>12.0}  ≥ 2,000 (1 KiB blobs, {DEVICES} concurrent devices)",
@@ -136,6 +152,20 @@ pub fn run() -> Result<()> {
         "{:<24} {:>12.1}  (the relay before any connection)",
         "baseline_rss_mb", baseline_rss_mb
     );
+    println!(
+        "{:<24} {:>12.1}  ≤ 200 MB ({HOSTILE_STREAMS} stranger streams announcing 32 MiB frames)",
+        "hostile_streams_rss_mb", hostile_streams_rss_mb
+    );
+    println!(
+        "{:<24} {:>12.1}  (connect, Hello, pull 100 entries; median of 5, no flood)",
+        "member_connect_ms", member_connect_ms
+    );
+    println!(
+        "{:<24} {:>12.1}  ≤ 2,000 ({FLOOD_INITIALS} unvalidated Initials from 200 other addresses; {:.1}× the same without)",
+        "flood_member_connect_ms",
+        flood_member_connect_ms,
+        flood_member_connect_ms / member_connect_ms.max(0.001)
+    );
     let out = super::bench_dir();
     std::fs::create_dir_all(&out)?;
     let figures = json!({
@@ -144,6 +174,9 @@ pub fn run() -> Result<()> {
         "idle_connections": idle_connections,
         "rss_mb": rss_mb,
         "baseline_rss_mb": baseline_rss_mb,
+        "hostile_streams_rss_mb": hostile_streams_rss_mb,
+        "member_connect_ms": member_connect_ms,
+        "flood_member_connect_ms": flood_member_connect_ms,
     });
     std::fs::write(
         out.join("relay.json"),
@@ -153,7 +186,18 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-async fn measure(relay: &RelayProcess) -> Result<(f64, f64, usize, f64, f64)> {
+struct Figures {
+    pushes_per_sec: f64,
+    pull_p50_ms: f64,
+    idle_connections: usize,
+    rss_mb: f64,
+    baseline_rss_mb: f64,
+    hostile_streams_rss_mb: f64,
+    member_connect_ms: f64,
+    flood_member_connect_ms: f64,
+}
+
+async fn measure(relay: &RelayProcess) -> Result<Figures> {
     let pid = relay.child.id();
     let baseline_rss_mb = rss_mb(pid)?;
     let owner = RawDevice::connect(relay.addr, relay.fingerprint).await?;
@@ -218,13 +262,19 @@ async fn measure(relay: &RelayProcess) -> Result<(f64, f64, usize, f64, f64)> {
     let pull_p50_ms = super::percentile(&mut pulls, 0.5);
     drop(devices);
 
-    // 1,000 idle connections from one client endpoint, each a distinct device.
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    // 1,000 idle connections, each a distinct device, from a few client endpoints.
+    let mut endpoints = Vec::new();
+    for i in 0..IDLE_SOURCES {
+        endpoints.push(quinn::Endpoint::client(SocketAddr::from((
+            [127, 0, 0, 2 + i],
+            0,
+        )))?);
+    }
     let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
-    for _ in 0..IDLE_CONNECTIONS {
+    for i in 0..IDLE_CONNECTIONS {
         let identity = Identity::generate("idle")?;
         let config = rapport_wire::tls::client_config(&identity, relay.fingerprint)?;
-        let connection = endpoint
+        let connection = endpoints[i % endpoints.len()]
             .connect_with(config, relay.addr, "rapport-relay")?
             .await?;
         idle.push(connection);
@@ -235,6 +285,100 @@ async fn measure(relay: &RelayProcess) -> Result<(f64, f64, usize, f64, f64)> {
     for connection in &idle {
         connection.close(0u32.into(), b"done");
     }
-    endpoint.wait_idle().await;
-    Ok((pushes_per_sec, pull_p50_ms, open, rss, baseline_rss_mb))
+    for endpoint in &endpoints {
+        endpoint.wait_idle().await;
+    }
+    drop(idle);
+
+    let hostile_streams_rss_mb = hostile_streams(relay).await?;
+
+    // A member connects and syncs: alone, then while a flood of Initials arrives.
+    let mut alone = Vec::new();
+    for _ in 0..5 {
+        alone.push(member_round(relay, &owner.identity, space).await?);
+    }
+    let member_connect_ms = super::percentile(&mut alone, 0.5);
+    let packets = rapport_tests::flood::initials(relay.addr, relay.fingerprint, FLOOD_INITIALS)?;
+    let target = relay.addr;
+    let flood =
+        tokio::spawn(
+            async move { rapport_tests::flood::send_from_many(target, &packets, 200).await },
+        );
+    let flood_member_connect_ms = member_round(relay, &owner.identity, space).await?;
+    let _sources = flood.await??;
+    Ok(Figures {
+        pushes_per_sec,
+        pull_p50_ms,
+        idle_connections: open,
+        rss_mb: rss,
+        baseline_rss_mb,
+        hostile_streams_rss_mb,
+        member_connect_ms,
+        flood_member_connect_ms,
+    })
+}
+
+/// Milliseconds for a member to connect, say Hello and pull 100 entries.
+async fn member_round(
+    relay: &RelayProcess,
+    identity: &Identity,
+    space: rapport_wire::SpaceId,
+) -> Result<f64> {
+    let started = Instant::now();
+    let client =
+        rapport_wire::client::RelayClient::connect(relay.addr, identity, relay.fingerprint).await?;
+    let response = client
+        .request(&Request::Pull {
+            space,
+            after: 0,
+            limit: 100,
+        })
+        .await?;
+    let ms = started.elapsed().as_secs_f64() * 1_000.0;
+    if !matches!(response, Response::Entries { ref entries, .. } if entries.len() == 100) {
+        bail!("the member's pull returned the wrong entries");
+    }
+    client.close().await;
+    Ok(ms)
+}
+
+/// The relay's RSS while strangers (connected, Hello said, members of nothing) hold 100
+/// streams that each announce a 32 MiB snapshot frame and send a megabyte of it.
+async fn hostile_streams(relay: &RelayProcess) -> Result<f64> {
+    let per_connection = 25;
+    let mut strangers = Vec::new();
+    for _ in 0..HOSTILE_STREAMS.div_ceil(per_connection) {
+        let identity = Identity::generate("stranger")?;
+        strangers.push(
+            rapport_wire::client::RelayClient::connect(relay.addr, &identity, relay.fingerprint)
+                .await?,
+        );
+    }
+    let mut streams = Vec::new();
+    let chunk = vec![0u8; 64 * 1024];
+    for i in 0..HOSTILE_STREAMS {
+        let connection = strangers[i / per_connection].connection();
+        let (mut send, recv) = connection.open_bi().await?;
+        let announced = u32::try_from(rapport_wire::frames::MAX_FRAME)?;
+        send.write_all(&announced.to_be_bytes()).await?;
+        // The body of a PutSnapshot starts with its kind.
+        send.write_all(&[9]).await?;
+        let send_some = async {
+            for _ in 0..16 {
+                if send.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        };
+        // A relay that stops reading leaves the rest blocked on flow control.
+        let _ = tokio::time::timeout(Duration::from_millis(200), send_some).await;
+        streams.push((send, recv));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = rss_mb(relay.child.id())?;
+    drop(streams);
+    for stranger in strangers {
+        stranger.close().await;
+    }
+    Ok(rss)
 }
