@@ -352,7 +352,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 });
             } else {
                 let report = runtime.block_on(client::sync_now(&home))?;
-                let value = json!({ "pushed": report.pushed, "merged": report.merged, "refused": report.rejected, "held": report.held, "withheld": report.withheld });
+                let value = json!({ "pushed": report.pushed, "merged": report.merged, "refused": report.rejected, "held": report.held, "withheld": report.withheld, "flagged": report.flagged });
                 show(json, &value, |_| {
                     println!(
                         "Synced: {} pushed, {} merged.",
@@ -369,6 +369,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     }
                     for w in &report.withheld {
                         println!("warning: {w}");
+                    }
+                    for f in &report.flagged {
+                        println!(
+                            "privacy: a colleague's {kind} {id} has what looks like {what} in its {field}; please edit it out",
+                            kind = format!("{:?}", f.kind).to_lowercase(),
+                            id = f.id,
+                            what = f.what,
+                            field = f.field,
+                        );
                     }
                 })?;
             }

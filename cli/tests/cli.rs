@@ -150,6 +150,14 @@ fn bad_input_says_what_to_type_and_changes_nothing() {
     assert!(!no_practice.status.success());
     assert!(String::from_utf8_lossy(&no_practice.stderr).contains("rapport init"));
     stdout(rapport(h).args(["init", "--practice", "P", "--member", "M"]));
+    stdout(rapport(h).args([
+        "partner",
+        "add",
+        "--name",
+        "Dr. Known",
+        "--kind",
+        "therapist",
+    ]));
     for (args, expected) in [
         (
             vec!["partner", "add", "--name", "X", "--kind", "wizard"],
@@ -179,7 +187,31 @@ fn bad_input_says_what_to_type_and_changes_nothing() {
                 "--specialty",
                 "astrology",
             ],
-            "custom:astrology",
+            "such as custom:school_refusal",
+        ),
+        (
+            vec![
+                "partner",
+                "add",
+                "--name",
+                "X",
+                "--kind",
+                "therapist",
+                "--specialty",
+                "anxeity",
+            ],
+            "did you mean anxiety?",
+        ),
+        (
+            vec![
+                "refer",
+                "in",
+                "--partner",
+                "Dr. Known",
+                "--concern",
+                "custom:jane-doe-1987-03-14",
+            ],
+            "full date",
         ),
         (vec!["touch", "Nobody", "--kind", "call"], "no partner"),
         (
@@ -212,8 +244,16 @@ fn bad_input_says_what_to_type_and_changes_nothing() {
             .as_array()
             .unwrap()
             .len(),
+        1,
+        "nothing but Dr. Known was written"
+    );
+    assert_eq!(
+        json(rapport(h).args(["referral", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
         0,
-        "nothing was written"
+        "no referral was written"
     );
 }
 

@@ -32,6 +32,22 @@ pub struct ChangedEntity {
     pub id: String,
 }
 
+/// Text merged from a colleague that this device's privacy guard would have refused
+/// (see `privacy`): it is kept, since refusing a merged change would split the devices,
+/// and flagged so that someone can edit it out. The flag names where, never the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
+pub struct PrivacyFlag {
+    /// Which collection.
+    pub kind: EntityKind,
+    /// The entity's id.
+    pub id: String,
+    /// The field holding it.
+    pub field: String,
+    /// What it looks like ("a phone number", "a full date (such as a date of birth)").
+    pub what: String,
+}
+
 /// What a listener hears after each committed write or merge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
@@ -42,6 +58,8 @@ pub struct ChangeEvent {
     pub origin: Origin,
     /// The entities that changed, sorted.
     pub entities: Vec<ChangedEntity>,
+    /// Merged text that looks like a client identifier (remote changes only).
+    pub flagged: Vec<PrivacyFlag>,
 }
 
 impl ChangeEvent {
@@ -59,6 +77,7 @@ impl ChangeEvent {
             space,
             origin,
             entities,
+            flagged: Vec::new(),
         }
     }
 }

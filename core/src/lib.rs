@@ -24,7 +24,7 @@ pub mod vocab;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use doc::SpaceKind;
 pub use error::{Error, RapportError, Result};
-pub use events::{ChangeEvent, ChangeListener, ChangedEntity, Origin, Subscription};
+pub use events::{ChangeEvent, ChangeListener, ChangedEntity, Origin, PrivacyFlag, Subscription};
 pub use home::{
     Batch, Home, HomeOptions, JoinedVia, KeptStatement, MergeOutcome, RelayInfo, SpaceJoin,
     StatementMark, SyncPosition, VerifiedLog,

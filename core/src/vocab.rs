@@ -5,6 +5,7 @@
 //! written `custom:<slug>`.
 
 use crate::error::{Error, Result};
+use crate::privacy;
 
 /// Defines a closed vocabulary: an enum, its codes, parsing with a helpful error.
 macro_rules! vocabulary {
@@ -329,7 +330,10 @@ pub const LANGUAGES: &[&str] = &[
 /// Prefix of a user-defined code in an open vocabulary.
 pub const CUSTOM_PREFIX: &str = "custom:";
 
-/// Normalises a code in an open vocabulary (`known`, or `custom:<slug>`).
+/// Normalises a code in an open vocabulary (`known`, or `custom:<slug>`). A custom slug is
+/// screened like free text; an unknown code is answered with the nearest known one, never
+/// with the input made into a code (a client's name typed into the field must not come
+/// back as `custom:jane_doe`).
 pub fn open_code(field: &str, known: &[&str], value: &str) -> Result<String> {
     let code = value.trim().to_ascii_lowercase();
     if known.contains(&code.as_str()) {
@@ -337,24 +341,38 @@ pub fn open_code(field: &str, known: &[&str], value: &str) -> Result<String> {
     }
     if let Some(slug) = code.strip_prefix(CUSTOM_PREFIX) {
         if is_slug(slug) {
+            privacy::screen_code(field, slug)?;
             return Ok(code);
         }
         return Err(Error::invalid(
             field,
-            format!(
-                "custom code {value:?} must be `custom:` followed by 1-40 lowercase letters, \
-                 digits, '_' or '-'"
-            ),
+            "a custom code must be `custom:` followed by 1-40 lowercase letters, digits, '_' \
+             or '-'",
         ));
     }
+    let hint = match nearest(known, &code) {
+        Some(near) => format!("did you mean {near}? "),
+        None => String::new(),
+    };
     Err(Error::invalid(
         field,
         format!(
-            "unknown code {value:?}; use one of: {}; or a custom code such as custom:{}",
-            known.join(", "),
-            slugify(value)
+            "unknown code; {hint}use one of: {}; or a code the practice defines, such as \
+             custom:school_refusal (a short name for the concern itself, never a person)",
+            known.join(", ")
         ),
     ))
+}
+
+/// The known code closest to `typed`, when one is close enough to be a slip.
+fn nearest<'a>(known: &[&'a str], typed: &str) -> Option<&'a str> {
+    let typed = slugify(typed);
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(k, &typed), *k))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
 }
 
 /// Validates an ISO 639-1 language code.
@@ -374,6 +392,8 @@ pub fn language(field: &str, value: &str) -> Result<String> {
 pub fn tag(field: &str, value: &str) -> Result<String> {
     let code = slugify(value);
     if is_slug(&code) {
+        privacy::screen(field, value, privacy::Screen::Strict)?;
+        privacy::screen_code(field, &code)?;
         Ok(code)
     } else {
         Err(Error::invalid(
@@ -436,9 +456,38 @@ mod tests {
         let err = open_code("concerns", CONCERNS, "gambling")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("custom:gambling"), "{err}");
+        assert!(err.contains("custom:"), "{err}");
         assert!(open_code("concerns", CONCERNS, "custom:").is_err());
         assert!(open_code("concerns", CONCERNS, "custom:Has Space").is_err());
+    }
+
+    #[test]
+    fn an_unknown_code_is_never_suggested_back_as_a_custom_code() {
+        let err = open_code("concerns", CONCERNS, "Jane Doe")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.to_lowercase().contains("jane"), "{err}");
+        assert!(!err.contains("did you mean"), "{err}");
+        let err = open_code("concerns", CONCERNS, "anxeity")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean anxiety?"), "{err}");
+    }
+
+    #[test]
+    fn custom_codes_and_tags_holding_identifiers_are_refused() {
+        for refused in [
+            open_code("concerns", CONCERNS, "custom:jane-doe-1987-03-14"),
+            open_code("modality", MODALITIES, "custom:mrn-448812"),
+            tag("tags", "Jane Doe 555-123-4567"),
+            tag("tags", "DOB 14-Mar-1987"),
+        ] {
+            assert!(
+                matches!(refused, Err(Error::Identifier { .. })),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(tag("tags", "Prescriber").unwrap(), "prescriber");
     }
 
     #[test]

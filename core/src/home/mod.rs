@@ -9,6 +9,7 @@
 mod batch;
 mod insights;
 mod membership;
+mod merged_text;
 mod partner_edit;
 mod read;
 mod snapshot;

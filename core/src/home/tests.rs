@@ -1831,3 +1831,72 @@ fn a_home_from_store_v6_keeps_every_partner_referral_and_note_after_the_upgrade(
         crate::store::STORE_VERSION
     );
 }
+
+#[test]
+fn merged_text_holding_an_identifier_is_kept_and_flagged() {
+    let (_da, a, _db, b) = pair();
+    let p = a.add_partner(partner("Dr. Flag")).unwrap();
+    b.merge(
+        SpaceKind::Practice,
+        &a.export_document(SpaceKind::Practice).unwrap(),
+    )
+    .unwrap();
+    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
+    let sink = events.clone();
+    let _sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
+        sink.lock().unwrap().push(e.clone())
+    }));
+    // A colleague's device without the guard (old, buggy or hostile) writes identifiers
+    // straight into the document: a date of birth in a partner field and a made-up code.
+    let mut unguarded = Automerge::load(&a.export_document(SpaceKind::Practice).unwrap()).unwrap();
+    unguarded
+        .transact(|tx| -> Result<()> {
+            let o = doc::entity(tx, doc::Collection::Partners, &p.id)?.unwrap();
+            doc::fields::put_text(tx, &o, "how_we_met", "Her client, DOB 14-Mar-1987")?;
+            let tags = tx.put_object(&o, "tags", automerge::ObjType::Map)?;
+            tx.put(&tags, "mom-555-123-4567", true)?;
+            Ok(())
+        })
+        .unwrap();
+    let outcome = b.merge(SpaceKind::Practice, &unguarded.save()).unwrap();
+    // Kept: refusing it would split the devices.
+    assert_eq!(
+        b.partner(&p.id).unwrap().how_we_met,
+        "Her client, DOB 14-Mar-1987"
+    );
+    let fields: Vec<(&str, &str)> = outcome
+        .flagged
+        .iter()
+        .map(|f| (f.field.as_str(), f.what.as_str()))
+        .collect();
+    assert!(
+        fields.contains(&("how_we_met", "a full date (such as a date of birth)")),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&("tags", "a phone number")), "{fields:?}");
+    assert!(
+        outcome
+            .flagged
+            .iter()
+            .all(|f| f.id == p.id && f.kind == crate::model::EntityKind::Partner)
+    );
+    let remote = events
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|e| e.origin == Origin::Remote)
+        .cloned()
+        .unwrap();
+    assert_eq!(remote.flagged, outcome.flagged);
+
+    // A clean merge flags nothing.
+    let clean = a.add_partner(partner("Dr. Clean")).unwrap();
+    let outcome = b
+        .merge(
+            SpaceKind::Practice,
+            &a.export_document(SpaceKind::Practice).unwrap(),
+        )
+        .unwrap();
+    assert!(outcome.changed && outcome.flagged.is_empty(), "{outcome:?}");
+    assert!(b.partner(&clean.id).is_ok());
+}

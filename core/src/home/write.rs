@@ -10,7 +10,7 @@ use super::{Home, Ids, Space, load_space};
 use crate::doc::fields::{put_str, put_time};
 use crate::doc::{self, EntityRef, SCHEMA_VERSION, SpaceKind};
 use crate::error::{Error, Result};
-use crate::events::{ChangeEvent, Origin};
+use crate::events::{ChangeEvent, Origin, PrivacyFlag};
 use crate::model::{
     Followup, Identity, Member, NewFollowup, NewPartner, NewReferral, NewTouchpoint, Note, Partner,
     PartnerEdit, Referral, Stream, Touchpoint,
@@ -28,6 +28,8 @@ pub struct MergeOutcome {
     pub entities: usize,
     /// Whether some changes wait for dependencies not received yet.
     pub waiting_for_dependencies: bool,
+    /// Merged text that looks like a client identifier (kept, and flagged).
+    pub flagged: Vec<PrivacyFlag>,
 }
 
 /// Upper bound on new changes for which the read model is patched entity by entity;
@@ -306,6 +308,7 @@ impl Home {
                     changed: false,
                     entities: 0,
                     waiting_for_dependencies: waiting,
+                    flagged: Vec::new(),
                 });
             }
             let new_changes = doc.get_changes(&before).len();
@@ -316,6 +319,7 @@ impl Home {
                     .into_iter()
                     .collect()
             };
+            let flagged = super::merged_text::flags(&*doc, &refs);
             let space_id = space.id.clone();
             // An entry merged at its relay seq can be fetched again: should power fail
             // before the WAL reaches the disk, the merge and the cursor roll back together
@@ -358,14 +362,23 @@ impl Home {
                 conn.pragma_update(None, "synchronous", "FULL")?;
             }
             persisted?;
+            if !flagged.is_empty() {
+                tracing::warn!(
+                    flagged = flagged.len(),
+                    "merged text looks like a client identifier; kept and flagged"
+                );
+            }
             super::maybe_compact(conn, space);
+            let mut event = ChangeEvent::new(kind, Origin::Remote, &refs);
+            event.flagged.clone_from(&flagged);
             (
                 MergeOutcome {
                     changed: true,
                     entities: refs.len(),
                     waiting_for_dependencies: waiting,
+                    flagged,
                 },
-                ChangeEvent::new(kind, Origin::Remote, &refs),
+                event,
             )
         };
         self.listeners.dispatch(&event);

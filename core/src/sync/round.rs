@@ -16,6 +16,7 @@ use super::membership::{Standing, removals_owed, sealing_key, standing};
 use super::witness;
 use crate::doc::SpaceKind;
 use crate::error::{Error, Result};
+use crate::events::PrivacyFlag;
 use crate::home::{Home, StatementMark};
 use crate::sealed::crypto::{self, SpaceKey};
 use crate::sealed::entry::{self, PIECE};
@@ -46,6 +47,9 @@ pub struct SyncReport {
     /// Colleagues' changes the relay has not delivered although their signed word that
     /// they exist arrived (see [`super::witness`]), in words.
     pub withheld: Vec<String>,
+    /// Merged text that looks like a client identifier: kept (refusing a merged change
+    /// would split the devices) and flagged for someone to edit out.
+    pub flagged: Vec<PrivacyFlag>,
 }
 
 /// What the engine needs to know of a space.
@@ -363,8 +367,9 @@ async fn merge_entry<L: Link>(
                 home.merge_from_relay_at(kind, &bytes, entry.seq)
             };
             match merged {
-                Ok(_) => {
+                Ok(outcome) => {
                     report.merged += 1;
+                    report.flagged.extend(outcome.flagged);
                     if entry.epoch > newest_merged {
                         home.set_newest_merged_epoch(kind, entry.epoch)?;
                     }
