@@ -269,6 +269,7 @@ pub fn run(cli: Cli) -> Result<()> {
             })?;
         }
         Command::Relay(RelayCommand::Connect { code }) => {
+            let code = read_code(code, "setup")?;
             let report = runtime()?.block_on(client::connect_practice(&home, &code))?;
             println!("Connected. {} piece(s) pushed.", report.pushed);
         }
@@ -299,6 +300,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{code}");
         }
         Command::Join { code, member } => {
+            let code = read_code(code, "invite")?;
             let for_own_device = rapport_wire::codes::InviteCode::decode(&code)
                 .is_ok_and(|invite| invite.member.is_some());
             let member = match member {
@@ -732,4 +734,33 @@ fn export(home: &Home, format: &str, out: Option<&std::path::Path>) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The code from where the user gave it: the command line, standard input (`-`), a file,
+/// or a prompt that does not show what is pasted.
+fn read_code(input: crate::CodeInput, kind: &str) -> Result<String> {
+    use std::io::{IsTerminal as _, Read as _};
+    let text = match (input.code, input.code_file) {
+        (Some(code), _) if code != "-" => code,
+        (_, Some(path)) => std::fs::read_to_string(&path)
+            .with_context(|| format!("could not read the {kind} code from {}", path.display()))?,
+        (Some(_), None) => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .with_context(|| format!("could not read the {kind} code from standard input"))?;
+            text
+        }
+        (None, None) if std::io::stdin().is_terminal() => {
+            rpassword::prompt_password(format!("Paste the {kind} code (it is not shown): "))
+                .with_context(|| format!("could not read the {kind} code"))?
+        }
+        (None, None) => bail!(
+            "give the {kind} code: as an argument, `-` to read it from standard input, or --code-file PATH"
+        ),
+    };
+    if text.trim().is_empty() {
+        bail!("the {kind} code is empty: paste the whole RAPPORT-... code");
+    }
+    Ok(text)
 }

@@ -229,9 +229,14 @@ pub enum Command {
     /// Joins a practice with an invite code.
     ///
     /// Example: rapport join RAPPORT-INVITE-... --member "Ben Okafor"
+    ///
+    /// The code is a secret: rather than on the command line (where the shell history and
+    /// other users' `ps` see it), give `-` to read it from standard input, --code-file, or
+    /// leave it out to be asked for it.
     Join {
-        /// The invite code.
-        code: String,
+        /// Where the code comes from.
+        #[command(flatten)]
+        code: CodeInput,
         /// Your name as colleagues see it (not needed with an invite for your own device).
         #[arg(long)]
         member: Option<String>,
@@ -417,10 +422,25 @@ pub enum RelayCommand {
     /// Connects this practice to a relay with its one-time setup code.
     ///
     /// Example: rapport relay connect RAPPORT-SETUP-...
+    ///
+    /// The code is a secret: give `-` to read it from standard input, --code-file, or
+    /// leave it out to be asked for it.
     Connect {
-        /// The setup code (RAPPORT-SETUP-...).
-        code: String,
+        /// Where the code comes from.
+        #[command(flatten)]
+        code: CodeInput,
     },
+}
+
+/// Where a setup or invite code comes from.
+#[derive(Args)]
+pub struct CodeInput {
+    /// The code; `-` reads it from standard input; left out, it is asked for (not shown
+    /// as it is pasted) or read from --code-file.
+    pub code: Option<String>,
+    /// A file holding the code.
+    #[arg(long, value_name = "PATH", conflicts_with = "code")]
+    pub code_file: Option<std::path::PathBuf>,
 }
 
 /// `rapport invite ...`

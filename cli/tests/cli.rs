@@ -314,10 +314,14 @@ fn two_homes_sync_through_a_real_relay_process() {
         "physician",
     ]));
     // The relay may take a moment to listen.
+    // Codes are secrets: the setup code from a file, the invite from standard input.
+    let setup_file = a.join("setup-code.txt");
+    std::fs::write(&setup_file, &setup).unwrap();
     let mut connected = false;
     for _ in 0..50 {
         if rapport(a)
-            .args(["relay", "connect", &setup])
+            .args(["relay", "connect", "--code-file"])
+            .arg(&setup_file)
             .output()
             .unwrap()
             .status
@@ -330,7 +334,11 @@ fn two_homes_sync_through_a_real_relay_process() {
     }
     assert!(connected, "could not connect to the relay");
     let invite = stdout(rapport(a).args(["invite", "--role", "member", "--expires", "2h"]));
-    stdout(rapport(b).args(["join", invite.trim(), "--member", "Ben"]));
+    stdout(
+        rapport(b)
+            .args(["join", "-", "--member", "Ben"])
+            .write_stdin(format!("{invite}\n")),
+    );
     stdout(rapport(b).args(["partner", "add", "--name", "From Ben", "--kind", "school"]));
     stdout(rapport(b).arg("sync"));
     stdout(rapport(a).arg("sync"));
@@ -359,6 +367,12 @@ fn two_homes_sync_through_a_real_relay_process() {
         json(rapport(phone).arg("status"))["member_id"],
         status["member_id"]
     );
+    let empty = rapport(b)
+        .args(["join", "-"])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("code is empty"));
     let no_name = rapport(b).args(["join", invite.trim()]).output().unwrap();
     assert!(!no_name.status.success());
     assert!(String::from_utf8_lossy(&no_name.stderr).contains("--member NAME is needed"));

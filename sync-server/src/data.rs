@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rapport_wire::codes::SetupCode;
 use rapport_wire::identity::Identity;
+use rapport_wire::private;
 
 use crate::store::{self, Store, Write, token_hash};
 
@@ -52,12 +53,20 @@ impl DataDir {
         if path.join(KEY_FILE).exists() {
             return Err(DataError::AlreadyInitialised(show(path)));
         }
-        std::fs::create_dir_all(path).map_err(|e| DataError::Io(show(path), e))?;
+        private::dir(path).map_err(|e| DataError::Io(show(path), e))?;
         let identity = Identity::generate("rapport-relay")
             .map_err(|e| DataError::Damaged(show(path), e.to_string()))?;
-        write_private(&path.join(KEY_FILE), identity.key_pkcs8())?;
-        std::fs::write(path.join(CERT_FILE), identity.cert_der())
-            .map_err(|e| DataError::Io(show(path), e))?;
+        // The certificate first: the key's presence is what says "initialised", and both
+        // are durable (file and directory synced) before init reports success.
+        // A certificate without its key is what an interrupted init leaves: start over.
+        let _ = std::fs::remove_file(path.join(CERT_FILE));
+        for (name, bytes) in [
+            (CERT_FILE, identity.cert_der()),
+            (KEY_FILE, identity.key_pkcs8()),
+        ] {
+            let file = path.join(name);
+            private::write_new(&file, bytes).map_err(|e| DataError::Io(show(&file), e))?;
+        }
         store::set_meta(path, PUBLIC_ADDR, public_addr)
             .map_err(|e| DataError::Db(e.to_string()))?;
         Ok(DataDir {
@@ -133,21 +142,4 @@ pub fn default_public_addr(port: u16) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     format!("{host}:{port}")
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .map_err(|e| DataError::Io(show(path), e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| DataError::Io(show(path), e))
 }

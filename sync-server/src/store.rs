@@ -290,6 +290,15 @@ pub struct Store {
 }
 
 fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    if flags.contains(OpenFlags::SQLITE_OPEN_CREATE) {
+        // Owner only, before SQLite creates it (and its -wal and -shm with its mode).
+        rapport_wire::private::database(path).map_err(|e| {
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("{}: {e}", path.display())),
+            )
+        })?;
+    }
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     Ok(conn)

@@ -1165,3 +1165,29 @@ async fn a_protocol_1_database_keeps_its_spaces_and_the_connecting_device_adopts
     );
     relay.stop().await;
 }
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_its_key_and_database_are_owner_only_and_init_is_durable() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("relay-data");
+    let data = rapport_relay::data::DataDir::init(&dir, "127.0.0.1:0").unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for name in ["identity.key", "identity.crt", "relay.db"] {
+        assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+    }
+    let fingerprint = data.identity.fingerprint();
+    drop(data);
+    // Init refuses a directory that holds a relay, and leaves it as it was.
+    assert!(rapport_relay::data::DataDir::init(&dir, "127.0.0.1:0").is_err());
+    let again = rapport_relay::data::DataDir::open(&dir).unwrap();
+    assert_eq!(again.identity.fingerprint(), fingerprint);
+    // An init cut off after the certificate and before the key starts over.
+    let cut = temp.path().join("cut");
+    std::fs::create_dir(&cut).unwrap();
+    std::fs::write(cut.join("identity.crt"), b"half an init").unwrap();
+    rapport_relay::data::DataDir::init(&cut, "127.0.0.1:0").unwrap();
+    rapport_relay::data::DataDir::open(&cut).unwrap();
+}

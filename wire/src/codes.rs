@@ -11,8 +11,8 @@ use crate::frames::Role;
 use crate::ids::SpaceId;
 
 /// What a relay's setup code carries: where to dial, which certificate to trust, and a
-/// one-time token that lets one practice register.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// one-time token that lets one practice register. Its `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetupCode {
     /// `host:port` devices dial.
     pub addr: String,
@@ -26,8 +26,8 @@ pub struct SetupCode {
 /// and its membership log's anchor (so the joiner checks the whole log against what its
 /// colleague handed it, not against the relay), and the invite's one-time secret. No
 /// content key: the practice's keys reach the joiner only through the log, sealed to the
-/// invite, and the code alone opens nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// invite, and the code alone opens nothing. Its `Debug` leaves the secrets out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteCode {
     /// `host:port` devices dial.
     pub addr: String,
@@ -50,7 +50,7 @@ pub struct InviteCode {
 }
 
 /// The personal-space part of an invite for a clinician's own new device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonalInvite {
     /// The personal space.
     pub space: SpaceId,
@@ -58,6 +58,41 @@ pub struct PersonalInvite {
     pub anchor: [u8; 32],
     /// The invite's one-time secret for it.
     pub secret: [u8; 32],
+}
+
+// A code is a secret: whoever holds it can register a practice or join one, so what may
+// end up in a log or a panic message shows where it points, never the token or secret.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for SetupCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetupCode")
+            .field("addr", &self.addr)
+            .field("token", &REDACTED)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for InviteCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InviteCode")
+            .field("addr", &self.addr)
+            .field("space", &self.space)
+            .field("secret", &REDACTED)
+            .field("role", &self.role)
+            .field("expires_at", &self.expires_at)
+            .field("personal", &self.personal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PersonalInvite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonalInvite")
+            .field("space", &self.space)
+            .field("secret", &REDACTED)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a code was refused.
@@ -192,6 +227,14 @@ mod tests {
             }),
         };
         assert_eq!(InviteCode::decode(&invite.encode()).unwrap(), invite);
+        // Debug output (logs, panics) never carries a token or a secret.
+        let setup_debug = format!("{:?}", setup());
+        assert!(setup_debug.contains("relay.example.org") && !setup_debug.contains("[1, 2, 3, 4]"));
+        let invite_debug = format!("{invite:?}");
+        assert!(invite_debug.contains("127.0.0.1:4433"), "{invite_debug}");
+        for secret in ["4, 4, 4", "7, 7, 7", "secret: ["] {
+            assert!(!invite_debug.contains(secret), "{invite_debug}");
+        }
         // A code from before membership logs carried the practice key: it is refused
         // as outdated, not as damaged.
         let old = encode(INVITE_PREFIX, &("127.0.0.1:4433".to_string(), [1u8; 32]));

@@ -12,6 +12,7 @@ pub mod frames;
 pub mod identity;
 pub mod ids;
 pub mod membership;
+pub mod private;
 pub mod tls;
 
 pub use ids::{DeviceId, SpaceId};

@@ -103,11 +103,16 @@ impl Home {
     /// Opens the home in `dir` (created if needed).
     pub fn open_with(dir: impl AsRef<Path>, options: HomeOptions) -> Result<Home> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        // rapport.db holds this device's keys and every space key: owner only.
+        rapport_wire::private::dir(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(store::DB_FILE);
+        rapport_wire::private::database(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         let conn = store::open_writer(&path)?;
         let reader = store::open_reader(&path)?;
         let mut writer = Writer {

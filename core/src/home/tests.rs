@@ -1900,3 +1900,29 @@ fn merged_text_holding_an_identifier_is_kept_and_flagged() {
     assert!(outcome.changed && outcome.flagged.is_empty(), "{outcome:?}");
     assert!(b.partner(&clean.id).is_ok());
 }
+
+#[cfg(unix)]
+#[test]
+fn the_home_and_its_database_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("home");
+    let home = practice(&dir);
+    home.add_partner(partner("Dr. Private")).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    for name in ["rapport.db", "rapport.db-wal", "rapport.db-shm"] {
+        assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+    }
+    drop(home);
+    // A home written by an older build (0755 and 0644) is tightened when opened.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("rapport.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let home = open(&dir);
+    assert_eq!((mode(&dir), mode(&dir.join("rapport.db"))), (0o700, 0o600));
+    assert_eq!(home.partner_count().unwrap(), 1, "nothing lost");
+}
