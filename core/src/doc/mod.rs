@@ -5,6 +5,7 @@
 //! so no two devices ever create the same container concurrently. Entities are maps under
 //! their UUIDv7 id; sets are maps of `value: true`; free text is `Text`; nothing is deleted.
 
+pub mod bounds;
 pub mod fields;
 pub mod project;
 

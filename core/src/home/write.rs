@@ -287,6 +287,8 @@ impl Home {
         cursor: Option<u64>,
     ) -> Result<MergeOutcome> {
         let now = self.clock.now_ms();
+        // Before the writer lock and before Automerge: a bomb is refused without either.
+        doc::bounds::check(bytes)?;
         let (outcome, event) = {
             let mut writer = self.lock_writer();
             let super::Writer { conn, spaces, .. } = &mut *writer;
@@ -491,6 +493,7 @@ impl Home {
 /// A practice document received to join: valid Automerge, shaped like a practice, and
 /// of a schema this build can write.
 fn joinable_practice(document: &[u8]) -> Result<Automerge> {
+    doc::bounds::check(document)?;
     let practice = Automerge::load(document).map_err(|e| Error::CorruptDocument(e.to_string()))?;
     doc::check_shape(&practice, SpaceKind::Practice)?;
     let schema = doc::schema_of(&practice);
@@ -506,6 +509,7 @@ fn joinable_practice(document: &[u8]) -> Result<Automerge> {
 
 /// A clinician's personal space as fetched from the relay, checked to be theirs.
 pub(super) fn personal_space_of(document: &[u8], member_id: &str) -> Result<Automerge> {
+    doc::bounds::check(document)?;
     let personal = Automerge::load(document).map_err(|e| Error::CorruptDocument(e.to_string()))?;
     doc::check_shape(&personal, SpaceKind::Personal)?;
     if crate::doc::fields::get_str(&personal, &ROOT, "owner_member").as_deref() != Some(member_id) {

@@ -90,10 +90,32 @@ struct Collecting {
     parts: Vec<Option<Vec<u8>>>,
 }
 
-/// Parts received so far, by sender and change.
+/// The bytes of incomplete changes held at once, for every sender together: one largest
+/// change and half of another.
+pub const MAX_HELD: usize = 96 << 20;
+
+/// Parts received so far, by sender and change. Bounded: a sender has at most one change
+/// in parts at a time (its device pushes one change's parts back to back, so a new one
+/// means the old was abandoned), and all of them together hold at most [`MAX_HELD`].
 #[derive(Default)]
 pub struct Reassembly {
     changes: HashMap<(DeviceId, [u8; 32]), Collecting>,
+    held: usize,
+    abandoned: Vec<String>,
+}
+
+impl Collecting {
+    fn bytes(&self) -> usize {
+        self.parts.iter().flatten().map(Vec::len).sum()
+    }
+
+    fn describe(&self, sender: &DeviceId) -> String {
+        let have = self.parts.iter().filter(|p| p.is_some()).count();
+        format!(
+            "a large change from {sender} starting at entry {} never completed ({have} of {} parts)",
+            self.first_seq, self.count
+        )
+    }
 }
 
 impl Reassembly {
@@ -106,17 +128,39 @@ impl Reassembly {
         part: Part<'_>,
     ) -> Result<Option<Vec<u8>>, String> {
         let key = (sender, part.id);
+        let older: Vec<_> = self
+            .changes
+            .keys()
+            .filter(|(from, id)| *from == sender && *id != part.id)
+            .copied()
+            .collect();
+        for old in older {
+            if let Some(c) = self.changes.remove(&old) {
+                self.held -= c.bytes();
+                self.abandoned.push(c.describe(&sender));
+            }
+        }
+        if self.held + part.bytes.len() > MAX_HELD {
+            return Err(format!(
+                "parts of large changes waiting to be completed already hold {} MiB; this \
+                 part is refused",
+                self.held >> 20
+            ));
+        }
         let collecting = self.changes.entry(key).or_insert_with(|| Collecting {
             first_seq: seq,
             count: part.count,
             parts: vec![None; part.count as usize],
         });
         if collecting.count != part.count {
-            self.changes.remove(&key);
+            if let Some(c) = self.changes.remove(&key) {
+                self.held -= c.bytes();
+            }
             return Err("the parts of a large change disagree on their count".into());
         }
         if let Some(slot) = collecting.parts.get_mut(part.index as usize) {
-            *slot = Some(part.bytes.to_vec());
+            let replaced = slot.replace(part.bytes.to_vec());
+            self.held = self.held + part.bytes.len() - replaced.map_or(0, |r| r.len());
         }
         if collecting.parts.iter().any(Option::is_none) {
             return Ok(None);
@@ -124,6 +168,7 @@ impl Reassembly {
         let Some(collecting) = self.changes.remove(&key) else {
             return Ok(None);
         };
+        self.held -= collecting.bytes();
         let whole: Vec<u8> = collecting.parts.into_iter().flatten().flatten().collect();
         if <[u8; 32]>::from(Sha256::digest(&whole)) != part.id {
             return Err("the parts of a large change do not add up to it".into());
@@ -134,19 +179,19 @@ impl Reassembly {
     /// Gives up on changes whose first part is more than [`MAX_SPAN`] entries before
     /// `seq` (their sender stopped half-way and never came back): they would otherwise hold
     /// the cursor back for ever. Returns what was given up, for the report.
+    /// Changes abandoned by their sender for a newer one are returned here too.
     pub fn expire(&mut self, seq: u64) -> Vec<String> {
-        let mut dropped = Vec::new();
+        let mut dropped = std::mem::take(&mut self.abandoned);
+        let mut freed = 0;
         self.changes.retain(|(sender, _), c| {
             let keep = seq.saturating_sub(c.first_seq) <= MAX_SPAN;
             if !keep {
-                let have = c.parts.iter().filter(|p| p.is_some()).count();
-                dropped.push(format!(
-                    "a large change from {sender} starting at entry {} never completed ({have} of {} parts)",
-                    c.first_seq, c.count
-                ));
+                freed += c.bytes();
+                dropped.push(c.describe(sender));
             }
             keep
         });
+        self.held -= freed;
         dropped
     }
 
@@ -177,6 +222,47 @@ mod tests {
         let last = parse(&parts[8]).unwrap().unwrap();
         assert_eq!(reassembly.add(sender, 30, last).unwrap(), Some(change));
         assert_eq!(reassembly.first_waiting(), None);
+    }
+
+    #[test]
+    fn incomplete_changes_are_bounded_per_sender_and_in_all() {
+        let sender = DeviceId([3; 16]);
+        let mut reassembly = Reassembly::default();
+        // A sender starting a second change abandons its first.
+        let first = split(&[1u8; 300], 120).unwrap();
+        let second = split(&[2u8; 300], 120).unwrap();
+        let add = |r: &mut Reassembly, seq, part: &Vec<u8>| {
+            r.add(sender, seq, parse(part).unwrap().unwrap())
+        };
+        assert_eq!(add(&mut reassembly, 1, &first[0]), Ok(None));
+        assert_eq!(add(&mut reassembly, 2, &second[0]), Ok(None));
+        assert_eq!(reassembly.first_waiting(), Some(2));
+        let given_up = reassembly.expire(3);
+        assert_eq!(given_up.len(), 1, "{given_up:?}");
+        assert!(given_up[0].contains("entry 1"), "{given_up:?}");
+        for (i, part) in second.iter().enumerate().skip(1) {
+            let got = add(&mut reassembly, 3 + i as u64, part);
+            if i + 1 == second.len() {
+                assert_eq!(got, Ok(Some(vec![2u8; 300])));
+            }
+        }
+        assert_eq!(reassembly.held, 0, "a completed change holds nothing");
+
+        // Many senders each holding part of a change stop at MAX_HELD.
+        let big = vec![9u8; 4 << 20];
+        let parts = split(&big, 1 << 20).unwrap();
+        let mut refused = None;
+        for n in 0..=u8::MAX {
+            let from = DeviceId([n; 16]);
+            if let Err(e) = reassembly.add(from, u64::from(n), parse(&parts[0]).unwrap().unwrap()) {
+                refused = Some((n, e));
+                break;
+            }
+        }
+        let (n, e) = refused.expect("the bound was reached");
+        assert!(e.contains("MiB"), "{e}");
+        assert!(usize::from(n) <= MAX_HELD / (1 << 20) + 1, "{n}");
+        assert!(reassembly.held <= MAX_HELD);
     }
 
     #[test]

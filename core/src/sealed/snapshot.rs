@@ -25,8 +25,17 @@ use crate::store::STORE_VERSION;
 use crate::store::read_model::{self, Records};
 
 const MAGIC: &[u8; 8] = b"RAPSNAP1";
-/// Decompressed records larger than this are refused (the large practice's are ~60 MB).
-const MAX_RECORDS: u64 = 1 << 30;
+/// Decompressed records (or tables image) larger than this are refused, whatever their
+/// compressed size (the large practice's records are about 60 MB).
+const MAX_RECORDS: u64 = 512 << 20;
+/// Compressed records of any size may inflate this far.
+const RECORDS_FLOOR: u64 = 32 << 20;
+
+/// How far `compressed` bytes of records may inflate: [`MAX_DECLARED_RATIO`] times, at
+/// least [`RECORDS_FLOOR`], at most [`MAX_RECORDS`].
+fn records_limit(compressed: usize) -> u64 {
+    MAX_RECORDS.min(RECORDS_FLOOR.max((compressed as u64).saturating_mul(MAX_DECLARED_RATIO)))
+}
 /// zstd level: fast to write on a phone, and JSON still shrinks about tenfold.
 const LEVEL: i32 = 3;
 
@@ -201,8 +210,10 @@ fn records_from_sections(texts: &mut [Vec<u8>]) -> Result<Option<Records>> {
     Ok(Some(records))
 }
 
-/// Decompresses `compressed` whole, refusing more than [`MAX_RECORDS`]: at once when its
-/// frames declare sizes that [`frames`] accepts, as a stream otherwise.
+/// Decompresses `compressed` whole, refusing more than [`records_limit`]: at once when
+/// its frames declare sizes that [`frames`] accepts (checked before allocating), as a
+/// stream otherwise, counted into nothing first so that a bomb is refused without
+/// allocating what it inflates to.
 fn decompress_bounded(compressed: &[u8]) -> Result<Vec<u8>> {
     let unreadable =
         |e: std::io::Error| Error::Sync(format!("the snapshot's read model cannot be read: {e}"));
@@ -216,15 +227,22 @@ fn decompress_bounded(compressed: &[u8]) -> Result<Vec<u8>> {
         }
         return Ok(out);
     }
-    let mut out = Vec::new();
-    zstd::stream::read::Decoder::new(compressed)
-        .and_then(|d| d.take(MAX_RECORDS + 1).read_to_end(&mut out))
+    let limit = records_limit(compressed.len());
+    let inflated = zstd::stream::read::Decoder::new(compressed)
+        .and_then(|d| std::io::copy(&mut d.take(limit + 1), &mut std::io::sink()))
         .map_err(unreadable)?;
-    if out.len() as u64 > MAX_RECORDS {
+    if inflated > limit {
         return Err(Error::Sync(format!(
-            "the snapshot's read model is larger than {MAX_RECORDS} bytes"
+            "the snapshot's read model inflates past {} MiB, more than {} bytes of it can \
+             hold (a compression bomb?)",
+            limit >> 20,
+            compressed.len()
         )));
     }
+    let mut out = Vec::with_capacity(usize::try_from(inflated).unwrap_or(0));
+    zstd::stream::read::Decoder::new(compressed)
+        .and_then(|d| d.take(inflated).read_to_end(&mut out))
+        .map_err(unreadable)?;
     Ok(out)
 }
 
