@@ -100,6 +100,15 @@ pub enum Error {
     /// Syncing with the relay failed; what to do is in the message.
     #[error("sync: {0}")]
     Sync(String),
+    /// Syncing failed in a way an app must tell apart: whether to retry, and what to ask
+    /// of the user. The message is this device's own words, never the relay's.
+    #[error("sync: {message}")]
+    SyncFailed {
+        /// What kind of failure.
+        failure: SyncFailure,
+        /// What happened and what to do, in words.
+        message: String,
+    },
     /// An invariant of this build broke (a bug, or a home changed by hand): not the
     /// user's doing, and not a conflict they can resolve.
     #[error("internal error: {0}; please report it")]
@@ -118,6 +127,32 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+/// Why sync failed, by what can be done about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
+pub enum SyncFailure {
+    /// This device was removed from the practice (its verified membership log says so):
+    /// it will never sync again; join with a new invite to use it again.
+    Removed,
+    /// The relay does not know this device as a member of the space.
+    NotMember,
+    /// This device and the relay speak no common protocol version: update one of them.
+    VersionMismatch,
+    /// The relay could not be reached, or the connection broke or timed out.
+    Network,
+    /// The relay refused a request (too large, busy, not allowed by the log's rules).
+    Refused,
+}
+
+impl SyncFailure {
+    /// Whether trying again later can succeed: background sync retries only these, and
+    /// stops, saying why, on the others.
+    pub fn retries(self) -> bool {
+        matches!(self, SyncFailure::Network | SyncFailure::Refused)
+    }
 }
 
 /// What went wrong, by kind; the message says what to fix.
@@ -154,6 +189,21 @@ pub enum RapportError {
     /// Syncing with the relay failed; background sync retries by itself.
     #[error("{0}")]
     Sync(String),
+    /// This device was removed from the practice; it cannot sync again.
+    #[error("{0}")]
+    Removed(String),
+    /// The relay does not know this device as a member.
+    #[error("{0}")]
+    NotMember(String),
+    /// This device and the relay speak no common protocol version.
+    #[error("{0}")]
+    VersionMismatch(String),
+    /// The relay could not be reached or the connection broke; retried by itself.
+    #[error("{0}")]
+    Network(String),
+    /// The relay refused a request; retried by itself.
+    #[error("{0}")]
+    RelayRefused(String),
     /// The device's storage failed (disk full, permissions).
     #[error("{0}")]
     Storage(String),
@@ -181,6 +231,13 @@ impl From<Error> for RapportError {
                 RapportError::InvalidData(message)
             }
             Error::Sync(_) => RapportError::Sync(message),
+            Error::SyncFailed { failure, .. } => match failure {
+                SyncFailure::Removed => RapportError::Removed(message),
+                SyncFailure::NotMember => RapportError::NotMember(message),
+                SyncFailure::VersionMismatch => RapportError::VersionMismatch(message),
+                SyncFailure::Network => RapportError::Network(message),
+                SyncFailure::Refused => RapportError::RelayRefused(message),
+            },
             Error::Internal(_) => {
                 tracing::error!(error = %message, "internal fault under the FFI");
                 RapportError::Internal(message)
@@ -204,6 +261,22 @@ impl Error {
             self,
             Error::CorruptDocument(_) | Error::NotASpace { .. } | Error::Invalid { .. }
         )
+    }
+
+    /// The kind of sync failure, when this is one an app must tell apart.
+    pub fn sync_failure(&self) -> Option<SyncFailure> {
+        match self {
+            Error::SyncFailed { failure, .. } => Some(*failure),
+            _ => None,
+        }
+    }
+
+    /// Shorthand for a sync failure of a kind.
+    pub fn sync_failed(failure: SyncFailure, message: impl Into<String>) -> Self {
+        Error::SyncFailed {
+            failure,
+            message: message.into(),
+        }
     }
 
     /// Shorthand for a validation failure.

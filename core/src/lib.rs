@@ -23,7 +23,7 @@ pub mod vocab;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use doc::SpaceKind;
-pub use error::{Error, RapportError, Result};
+pub use error::{Error, RapportError, Result, SyncFailure};
 pub use events::{ChangeEvent, ChangeListener, ChangedEntity, Origin, PrivacyFlag, Subscription};
 pub use home::{
     Batch, Home, HomeOptions, JoinedVia, KeptStatement, MergeOutcome, RelayInfo, SpaceJoin,

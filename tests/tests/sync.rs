@@ -3,13 +3,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter};
 use rapport_core::sealed::crypto::{self, SpaceKey};
 use rapport_core::sealed::keyring::InviteSecret;
+use rapport_core::sync::engine::SyncStatus;
+use rapport_core::sync::service::SyncService;
 use rapport_core::sync::{self as client, SyncReport};
 use rapport_core::vocab::{Direction, PartnerKind, TouchpointKind, TouchpointOutcome};
-use rapport_core::{Home, SpaceKind};
+use rapport_core::{Home, SpaceKind, SyncFailure};
 use rapport_tests::relay::{Running, relay};
 use rapport_wire::SpaceId;
 use rapport_wire::frames::{Request, Response, Role};
@@ -370,8 +374,23 @@ async fn a_removed_device_is_refused_and_cannot_read_what_follows() {
         client::remove_device(&a, &c_id.to_string()).await.unwrap(),
         old_key.epoch + 1
     );
-    let refused = client::sync_now(&c).await.unwrap_err().to_string();
-    assert!(refused.contains("no longer"), "{refused}");
+    let refused = client::sync_now(&c).await.unwrap_err();
+    assert!(refused.to_string().contains("no longer"), "{refused}");
+    assert!(
+        matches!(
+            refused.sync_failure(),
+            Some(SyncFailure::Removed | SyncFailure::NotMember)
+        ),
+        "typed, so that apps stop retrying: {refused:?}"
+    );
+    let public = rapport_core::RapportError::from(refused);
+    assert!(
+        matches!(
+            public,
+            rapport_core::RapportError::Removed(_) | rapport_core::RapportError::NotMember(_)
+        ),
+        "{public:?}"
+    );
 
     let after = a.add_partner(partner("Written After Removal")).unwrap();
     sync(&a).await;
@@ -413,6 +432,40 @@ async fn a_removed_device_is_refused_and_cannot_read_what_follows() {
     assert!(crypto::open(&old_key, space, newest.sender, &newest.blob).is_err());
     assert!(c.partner(&after.id).is_err());
     conn.close().await;
+
+    // Background sync on the removed device stops, says why, and does not retry.
+    let statuses: Arc<Mutex<Vec<SyncStatus>>> = Arc::default();
+    let sink = statuses.clone();
+    let service = SyncService::start(
+        Arc::new(c),
+        Arc::new(move |s: &SyncStatus| sink.lock().unwrap().push(s.clone())),
+    );
+    let blocked = |all: &[SyncStatus]| {
+        all.iter()
+            .position(|s| matches!(s, SyncStatus::Blocked { .. }))
+    };
+    for _ in 0..100 {
+        if blocked(&statuses.lock().unwrap()).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Long enough for several reconnects if it still retried (backoff starts at 250 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seen = statuses.lock().unwrap().clone();
+    let at = blocked(&seen).unwrap_or_else(|| panic!("never blocked: {seen:?}"));
+    assert!(
+        matches!(
+            &seen[at],
+            SyncStatus::Blocked {
+                failure: SyncFailure::Removed | SyncFailure::NotMember,
+                ..
+            }
+        ),
+        "{seen:?}"
+    );
+    assert_eq!(at + 1, seen.len(), "nothing after the block: {seen:?}");
+    service.stop().await;
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
 }

@@ -249,6 +249,14 @@ pub enum SyncStatus {
         /// What, in words.
         reason: String,
     },
+    /// Sync stopped for good: retrying cannot succeed (this device was removed, is not a
+    /// member, or speaks no version the relay does). The user must act.
+    Blocked {
+        /// What kind of failure.
+        failure: crate::error::SyncFailure,
+        /// What happened and what to do, in words.
+        reason: String,
+    },
 }
 
 /// Exponential backoff with full jitter: the n-th wait is uniformly random in
@@ -354,6 +362,14 @@ pub enum Event {
     WaitOver,
     /// The user stopped sync.
     StopRequested,
+    /// Connecting or a round failed in a way retrying cannot fix
+    /// ([`crate::error::SyncFailure::retries`] is false).
+    Blocked {
+        /// What kind of failure.
+        failure: crate::error::SyncFailure,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 /// What the driver does next, in order. Every list [`Machine::handle`] returns ends with
@@ -452,6 +468,14 @@ impl Machine {
                 vec![
                     Action::Disconnect,
                     Action::Report(SyncStatus::Offline { retry_in_ms: 0 }),
+                    Action::Finish,
+                ]
+            }
+            (_, E::Blocked { failure, reason }) => {
+                self.phase = Phase::Stopped;
+                vec![
+                    Action::Disconnect,
+                    Action::Report(SyncStatus::Blocked { failure, reason }),
                     Action::Finish,
                 ]
             }
@@ -896,6 +920,42 @@ mod tests {
             assert_eq!(m.handle(Event::Started), vec![Action::Finish]);
             assert_eq!(m.phase(), Phase::Stopped);
         }
+    }
+
+    #[test]
+    fn a_failure_retrying_cannot_fix_stops_sync_and_says_why() {
+        use crate::error::SyncFailure;
+        for failure in [
+            SyncFailure::Removed,
+            SyncFailure::NotMember,
+            SyncFailure::VersionMismatch,
+        ] {
+            assert!(!failure.retries());
+            let mut m = machine();
+            m.handle(Event::Started);
+            m.handle(Event::Connected { subscribed: true });
+            let blocked = Event::Blocked {
+                failure,
+                reason: "why".into(),
+            };
+            assert_eq!(
+                m.handle(blocked),
+                vec![
+                    Action::Disconnect,
+                    Action::Report(SyncStatus::Blocked {
+                        failure,
+                        reason: "why".into()
+                    }),
+                    Action::Finish,
+                ]
+            );
+            assert_eq!(m.phase(), Phase::Stopped);
+            // No reconnecting afterwards, whatever the driver reports.
+            for event in [Event::WaitOver, Event::Started, Event::ConnectionLost] {
+                assert_eq!(m.handle(event), vec![Action::Finish]);
+            }
+        }
+        assert!(SyncFailure::Network.retries() && SyncFailure::Refused.retries());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::log::{fetch, now_secs, verify_from_anchor};
 use super::membership::{Standing, Verified, standing};
 use super::round::{open_snapshot, round_spaces};
 use crate::doc::{self, SpaceKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SyncFailure};
 use crate::home::{Home, JoinedVia, RelayInfo, SpaceJoin, VerifiedLog};
 use crate::model::Identity;
 use crate::sealed::crypto::{self, SpaceKey};
@@ -110,9 +110,10 @@ async fn admit<L: Link>(
     };
     for _ in 0..RETRIES {
         let (ops, len) = match fetch(link, space, 0, Some(read.clone())).await {
-            Err(Error::Sync(message)) if message.contains("not (or no longer) a member") => {
-                return Err(Error::Sync(
-                    "the relay does not let this invite read the practice: it was used, revoked, has expired, or its creator was removed; ask for a new one".into(),
+            Err(e) if e.sync_failure() == Some(SyncFailure::NotMember) => {
+                return Err(Error::sync_failed(
+                    SyncFailure::Refused,
+                    "the relay does not let this invite read the practice: it was used, revoked, has expired, or its creator was removed; ask for a new one",
                 ));
             }
             other => other?,

@@ -7,7 +7,7 @@ use std::future::Future;
 use rapport_wire::client::{ClientError, RelayClient};
 use rapport_wire::frames::{ErrorCode, Request, Response};
 
-use crate::error::Error;
+use crate::error::{Error, SyncFailure};
 
 /// A way to the relay.
 pub trait Link: Sync {
@@ -27,26 +27,71 @@ impl Link for RelayClient {
     }
 }
 
-/// A relay refusal or failure in words a person can act on.
+/// A relay refusal or failure, typed and in this device's own words: what the relay says
+/// in a refusal or a close is never shown as it is (a hostile relay must not put words in
+/// the app's mouth); its code decides.
 pub fn sync_error(e: ClientError) -> Error {
-    Error::Sync(match e.code() {
-        Some(ErrorCode::NotMember) => match &e {
-            ClientError::Refused { message, .. } if message.contains("join again") => {
-                message.clone()
-            }
-            _ => "this device is not (or no longer) a member of the practice on this relay".into(),
-        },
-        Some(ErrorCode::Expired) => "the invite has expired; ask for a new one".into(),
-        Some(ErrorCode::AlreadyUsed) => "this code was already used; ask for a new one".into(),
-        Some(ErrorCode::InvalidToken) => {
-            "the relay does not know this code; check that it was copied in full".into()
+    use SyncFailure as F;
+    let code = e.code();
+    match e {
+        ClientError::Connect { .. } | ClientError::TimedOut(_) => {
+            Error::sync_failed(F::Network, e.to_string())
         }
-        Some(ErrorCode::Forbidden) => match &e {
-            ClientError::Refused { message, .. } => message.clone(),
-            _ => e.to_string(),
+        ClientError::Closed(_) | ClientError::Frame(_) => Error::sync_failed(
+            F::Network,
+            "the connection to the relay broke; sync will try again",
+        ),
+        ClientError::Tls(_) => Error::sync_failed(
+            F::Network,
+            "the relay's identity could not be checked (its certificate is not the one the \
+             practice's code names, or TLS failed); sync will try again",
+        ),
+        ClientError::Version(message) => Error::sync_failed(F::VersionMismatch, message),
+        ClientError::Unexpected(_) => Error::Sync("the relay answered unexpectedly".into()),
+        ClientError::Refused { message, .. } => match code {
+            Some(ErrorCode::NotMember) if message.contains("join again") => Error::sync_failed(
+                F::NotMember,
+                "this practice now verifies its members: join again with a new invite (nothing \
+                 stored here is lost)",
+            ),
+            Some(ErrorCode::NotMember) => Error::sync_failed(
+                F::NotMember,
+                "this device is not (or no longer) a member of the practice on this relay",
+            ),
+            Some(ErrorCode::Expired) => {
+                Error::sync_failed(F::Refused, "the invite has expired; ask for a new one")
+            }
+            Some(ErrorCode::AlreadyUsed) => {
+                Error::sync_failed(F::Refused, "this code was already used; ask for a new one")
+            }
+            Some(ErrorCode::InvalidToken) => Error::sync_failed(
+                F::Refused,
+                "the relay does not know this code; check that it was copied in full",
+            ),
+            Some(ErrorCode::Forbidden) => Error::sync_failed(
+                F::Refused,
+                "the relay refused: the practice's membership rules do not allow this for this \
+                 device's role",
+            ),
+            Some(ErrorCode::TooLarge) => {
+                Error::sync_failed(F::Refused, "the relay refused a request as too large")
+            }
+            Some(ErrorCode::RateLimited) => Error::sync_failed(
+                F::Refused,
+                "the relay is busy or limiting this device's requests; sync will try again",
+            ),
+            Some(ErrorCode::UnsupportedVersion) => Error::sync_failed(
+                F::VersionMismatch,
+                "the relay and this app speak no common protocol version: update the app, or \
+                 ask whoever runs the relay to update it",
+            ),
+            Some(other) => Error::sync_failed(
+                F::Refused,
+                format!("the relay refused the request ({other:?})"),
+            ),
+            None => Error::sync_failed(F::Refused, "the relay refused the request"),
         },
-        _ => e.to_string(),
-    })
+    }
 }
 
 /// Sends `request`, mapping a refusal to a clear error.

@@ -9,7 +9,7 @@ use rapport_wire::DeviceId;
 use rapport_wire::frames::Role;
 use rapport_wire::membership::{Clock, LogError, LogState, OpHash, Recipient, SignedOp};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SyncFailure};
 use crate::sealed::crypto::{BoxKey, SpaceKey};
 use crate::sealed::keyring::{self, KeyProblem};
 
@@ -150,11 +150,13 @@ pub fn sealing_key(
             "this device has no key for the space's current epoch {} (the rotation did not give it one it could check); nothing is sent under an older key. Ask an admin to rotate the key again",
             state.epoch
         ))),
-        (Standing::Removed { .. }, _) => Err(Error::Sync(
-            "this device was removed from the practice; it can no longer sync".into(),
+        (Standing::Removed { .. }, _) => Err(Error::sync_failed(
+            SyncFailure::Removed,
+            "this device was removed from the practice; it can no longer sync (join with a new invite to use it again)",
         )),
-        (Standing::Stranger, _) => Err(Error::Sync(
-            "this device is not a member of this space".into(),
+        (Standing::Stranger, _) => Err(Error::sync_failed(
+            SyncFailure::NotMember,
+            "this device is not a member of this space",
         )),
     }
 }

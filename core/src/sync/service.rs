@@ -92,7 +92,7 @@ async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken
                         }
                         Err(e) => {
                             tracing::info!(error = %e, "relay unreachable");
-                            Event::ConnectFailed { reason: e.to_string() }
+                            failed(e, |reason| Event::ConnectFailed { reason })
                         }
                     },
                 }),
@@ -107,9 +107,7 @@ async fn run(home: Arc<Home>, on_status: StatusListener, stop: CancellationToken
                                 refused: refused(&report),
                                 withheld: super::witness::last_found(&home).unwrap_or_default(),
                             },
-                            Err(e) => Event::RoundFailed {
-                                reason: e.to_string(),
-                            },
+                            Err(e) => failed(e, |reason| Event::RoundFailed { reason }),
                         }
                     }
                     None => Event::RoundFailed {
@@ -203,5 +201,17 @@ impl Link {
             Some(Notice::Newest { .. }) => Event::Announced,
             None => Event::ConnectionLost,
         }
+    }
+}
+
+/// The event for a failed connect or round: `retry` when trying again can succeed,
+/// [`Event::Blocked`] when it cannot (removed, not a member, no common version).
+fn failed(e: crate::Error, retry: impl FnOnce(String) -> Event) -> Event {
+    match e.sync_failure() {
+        Some(failure) if !failure.retries() => Event::Blocked {
+            failure,
+            reason: e.to_string(),
+        },
+        _ => retry(e.to_string()),
     }
 }

@@ -250,7 +250,7 @@ class SyncTest(unittest.TestCase):
             try:
                 report = await ana.connect_relay(self.setup_code)
                 break
-            except RapportError.Sync:
+            except (RapportError.Network, RapportError.Sync):
                 await asyncio.sleep(0.2)
         else:
             self.fail("could not connect to the relay")

@@ -198,7 +198,7 @@ class SyncTest {
             try {
                 pushed = ana.connectRelay(setup).pushed
                 break
-            } catch (e: RapportException.Sync) {
+            } catch (e: RapportException.Network) {
                 delay(200)
             }
         }
