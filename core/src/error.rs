@@ -145,13 +145,20 @@ pub enum SyncFailure {
     Network,
     /// The relay refused a request (too large, busy, not allowed by the log's rules).
     Refused,
+    /// The relay has no room: the space reached its quota, or the relay's disk is full.
+    /// Retried: an owner's or admin's next sync snapshots and prunes, or the host frees
+    /// space.
+    Quota,
 }
 
 impl SyncFailure {
     /// Whether trying again later can succeed: background sync retries only these, and
     /// stops, saying why, on the others.
     pub fn retries(self) -> bool {
-        matches!(self, SyncFailure::Network | SyncFailure::Refused)
+        matches!(
+            self,
+            SyncFailure::Network | SyncFailure::Refused | SyncFailure::Quota
+        )
     }
 }
 
@@ -204,6 +211,9 @@ pub enum RapportError {
     /// The relay refused a request; retried by itself.
     #[error("{0}")]
     RelayRefused(String),
+    /// The relay has no room for this space (its quota, or a full disk); retried.
+    #[error("{0}")]
+    Quota(String),
     /// The device's storage failed (disk full, permissions).
     #[error("{0}")]
     Storage(String),
@@ -237,6 +247,7 @@ impl From<Error> for RapportError {
                 SyncFailure::VersionMismatch => RapportError::VersionMismatch(message),
                 SyncFailure::Network => RapportError::Network(message),
                 SyncFailure::Refused => RapportError::RelayRefused(message),
+                SyncFailure::Quota => RapportError::Quota(message),
             },
             Error::Internal(_) => {
                 tracing::error!(error = %message, "internal fault under the FFI");

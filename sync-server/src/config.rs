@@ -7,6 +7,8 @@
 //! burst = 400
 //! max_streams = 32
 //! idle_timeout_secs = 60
+//! space_max_entries = 2000000     # per space, in its log at once
+//! space_max_bytes = 4294967296    # per space: its entries' blobs and its snapshot
 //! log_format = "human"   # or "json"
 //! ```
 
@@ -34,6 +36,10 @@ pub struct FileConfig {
     pub max_streams: Option<u32>,
     /// Idle timeout.
     pub idle_timeout_secs: Option<u64>,
+    /// Entries one space's log may hold at once.
+    pub space_max_entries: Option<u64>,
+    /// Bytes one space may store (entries and snapshot).
+    pub space_max_bytes: Option<u64>,
     /// `human` or `json`.
     pub log_format: Option<String>,
 }
@@ -67,6 +73,12 @@ impl FileConfig {
         if let Some(t) = self.idle_timeout_secs {
             config.limits.idle_timeout = Duration::from_secs(t);
         }
+        if let Some(n) = self.space_max_entries {
+            config.quota.max_entries = n;
+        }
+        if let Some(n) = self.space_max_bytes {
+            config.quota.max_bytes = n;
+        }
         config
     }
 }
@@ -79,10 +91,18 @@ mod tests {
     fn a_config_file_overrides_defaults_and_rejects_typos() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nrate_per_sec = 5\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nrate_per_sec = 5\nspace_max_entries = 10\nspace_max_bytes = 4096\n",
+        )
+        .unwrap();
         let config = FileConfig::load(&path).unwrap().apply(Config::default());
         assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(config.rate_per_sec, 5.0);
+        assert_eq!(
+            (config.quota.max_entries, config.quota.max_bytes),
+            (10, 4096)
+        );
         std::fs::write(&path, "listn = \"x\"\n").unwrap();
         let err = FileConfig::load(&path).unwrap_err();
         assert!(err.contains("not a valid relay config"), "{err}");

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::{AddressSlot, PerAddress, RateLimiter};
 use crate::rules;
-use crate::store::{Outcome, Refusal, Store};
+use crate::store::{Outcome, Refusal, SpaceQuota, Store};
 
 /// How the relay runs.
 #[derive(Debug, Clone)]
@@ -59,6 +59,8 @@ pub struct Config {
     pub in_flight_bytes: usize,
     /// Live subscriptions per connection.
     pub max_subscriptions: usize,
+    /// What each space may store.
+    pub quota: SpaceQuota,
     /// Requests per second per device, on average.
     pub rate_per_sec: f64,
     /// Requests a device may make in a burst.
@@ -88,6 +90,7 @@ impl Default for Config {
             stranger_grace: Duration::from_secs(30),
             in_flight_bytes: 128 * 1024 * 1024,
             max_subscriptions: 4,
+            quota: SpaceQuota::default(),
             rate_per_sec: 200.0,
             burst: 400.0,
             limits: ServerLimits::default(),
@@ -138,6 +141,7 @@ impl Relay {
         identity: &Identity,
         config: Config,
     ) -> Result<Relay, ServeError> {
+        store.set_quota(config.quota);
         let mut server = server_config(identity, config.limits)?;
         server.max_incoming(config.max_handshakes.max(1) * 4);
         let endpoint = quinn::Endpoint::server(server, config.listen)

@@ -8,7 +8,7 @@
 //! one fsync. Reads use their own connections (WAL), so they never wait for the writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -31,8 +31,9 @@ const WRITE_QUEUE: usize = 1_024;
 /// Personal spaces one device may create.
 pub const MAX_SPACES_PER_DEVICE: i64 = 8;
 
-/// The schema's version (`user_version`): 2 since membership logs.
-const SCHEMA_VERSION: i64 = 2;
+/// The schema's version (`user_version`): 2 since membership logs, 3 since each space
+/// counts what it stores (for its quota).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,7 +42,8 @@ CREATE TABLE IF NOT EXISTS setup_codes (
 );
 CREATE TABLE IF NOT EXISTS spaces (
     id BLOB PRIMARY KEY, created_at INTEGER NOT NULL, created_by BLOB NOT NULL,
-    head INTEGER NOT NULL DEFAULT 0, pruned_through INTEGER NOT NULL DEFAULT 0, practice BLOB
+    head INTEGER NOT NULL DEFAULT 0, pruned_through INTEGER NOT NULL DEFAULT 0, practice BLOB,
+    entries INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS spaces_by_practice ON spaces(practice);
 CREATE TABLE IF NOT EXISTS membership_log (
@@ -120,6 +122,10 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
             "relay.db was written by a newer rapport-relay (schema {version}, this one knows {SCHEMA_VERSION}); update rapport-relay"
         )));
     }
+    if version == SCHEMA_VERSION {
+        // Nothing to write: a relay whose disk is full still opens and serves reads.
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let v1: bool = version < 2
         && tx.query_row(
@@ -134,8 +140,65 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(FROM_V1)?;
     }
     tx.execute_batch(SCHEMA)?;
+    let counted: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('spaces') WHERE name = 'entries'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if !counted {
+        tracing::info!("upgrading relay.db: each space counts what it stores, for its quota");
+        tx.execute_batch(COUNT_STORED)?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
+}
+
+/// From schema 2: the per-space counts, filled from what is stored.
+const COUNT_STORED: &str = r#"
+ALTER TABLE spaces ADD COLUMN entries INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE spaces ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE spaces SET
+    entries = (SELECT count(*) FROM log WHERE log.space = spaces.id),
+    bytes = (SELECT COALESCE(sum(length(blob)), 0) FROM log WHERE log.space = spaces.id)
+        + (SELECT COALESCE(sum(length(blob)), 0) FROM snapshots WHERE snapshots.space = spaces.id);
+"#;
+
+/// What one space may store on this relay: its log's entries and the bytes of their
+/// blobs and its snapshot. A push past either is refused with [`ErrorCode::Quota`]; a
+/// snapshot is always taken (it is what lets an owner or admin prune and make room).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpaceQuota {
+    /// Entries in the log at once.
+    pub max_entries: u64,
+    /// Bytes of blobs (entries and snapshot) at once.
+    pub max_bytes: u64,
+}
+
+impl Default for SpaceQuota {
+    /// Far above the large practice of DOMAIN.md after years of work (a few hundred MB
+    /// before snapshots and pruning), low enough that one space cannot fill a small disk.
+    fn default() -> Self {
+        SpaceQuota {
+            max_entries: 2_000_000,
+            max_bytes: 4 << 30,
+        }
+    }
+}
+
+/// The quota the writer thread applies, set by the server from its configuration.
+#[derive(Debug)]
+struct QuotaCell {
+    max_entries: AtomicU64,
+    max_bytes: AtomicU64,
+}
+
+impl QuotaCell {
+    fn get(&self) -> SpaceQuota {
+        SpaceQuota {
+            max_entries: self.max_entries.load(Ordering::Relaxed),
+            max_bytes: self.max_bytes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A refusal: a code the device can act on and a message.
@@ -159,6 +222,14 @@ impl Refusal {
 
 impl From<rusqlite::Error> for Refusal {
     fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            tracing::error!("the relay's disk is full: writes are refused until space is freed");
+            return Refusal::new(
+                ErrorCode::StorageFull,
+                "the relay's disk is full: nothing new is stored until its host frees space; \
+                 what it holds is kept and still served",
+            );
+        }
         tracing::error!(error = %e, "relay storage error");
         Refusal::new(
             ErrorCode::Internal,
@@ -287,6 +358,7 @@ pub struct Store {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    quota: Arc<QuotaCell>,
 }
 
 fn open(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
@@ -324,9 +396,15 @@ impl Store {
         // behind them wait (each on its blocking thread, with its bytes counted in the
         // server's in-flight budget) instead of piling up in memory.
         let (tx, rx) = mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        let default = SpaceQuota::default();
+        let quota = Arc::new(QuotaCell {
+            max_entries: AtomicU64::new(default.max_entries),
+            max_bytes: AtomicU64::new(default.max_bytes),
+        });
+        let writer_quota = quota.clone();
         let thread = std::thread::Builder::new()
             .name("relay-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, &writer_quota))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Arc::new(Store {
             path,
@@ -334,7 +412,18 @@ impl Store {
             readers,
             next_reader: AtomicUsize::new(0),
             thread: Mutex::new(Some(thread)),
+            quota,
         }))
+    }
+
+    /// Sets what each space may store (writes from now on are held to it).
+    pub fn set_quota(&self, quota: SpaceQuota) {
+        self.quota
+            .max_entries
+            .store(quota.max_entries, Ordering::Relaxed);
+        self.quota
+            .max_bytes
+            .store(quota.max_bytes, Ordering::Relaxed);
     }
 
     /// The database file.
@@ -529,7 +618,7 @@ fn role(c: &Connection, space: SpaceId, device: DeviceId) -> Outcome<Option<Role
     Ok(role.and_then(|r| Role::parse(&r)))
 }
 
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>, quota: &QuotaCell) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
@@ -538,14 +627,14 @@ fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let results = commit_group(&mut conn, &group);
+        let results = commit_group(&mut conn, &group, quota.get());
         for (job, result) in group.into_iter().zip(results) {
             let _ = job.reply.send(result);
         }
     }
 }
 
-fn commit_group(conn: &mut Connection, group: &[Job]) -> Vec<Outcome<Written>> {
+fn commit_group(conn: &mut Connection, group: &[Job], quota: SpaceQuota) -> Vec<Outcome<Written>> {
     let failed = |e: rusqlite::Error| -> Vec<Outcome<Written>> {
         let refusal = Refusal::from(e);
         group.iter().map(|_| Err(refusal.clone())).collect()
@@ -561,7 +650,7 @@ fn commit_group(conn: &mut Connection, group: &[Job]) -> Vec<Outcome<Written>> {
         // A savepoint dropped without commit rolls back.
         let result = (|| -> Outcome<Written> {
             let sp = tx.savepoint()?;
-            let result = apply(&sp, &job.write, now);
+            let result = apply(&sp, &job.write, now, quota);
             if result.is_ok() {
                 sp.commit()?;
             }
@@ -631,7 +720,7 @@ fn genesis_kind(genesis: &SignedOp) -> Outcome<SpaceKind> {
     }
 }
 
-fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
+fn apply(c: &Connection, write: &Write, now: i64, quota: SpaceQuota) -> Outcome<Written> {
     match write {
         Write::AddSetupCode { token_hash } => {
             c.execute(
@@ -770,9 +859,32 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                 return Ok(Written::Pushed(u64::try_from(seq).unwrap_or(0), true));
             }
             current_epoch(c, *space, *sender, *epoch, "an entry")?;
+            let (entries, bytes): (i64, i64) = c
+                .prepare_cached("SELECT entries, bytes FROM spaces WHERE id = ?1")?
+                .query_row([&space.0[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or_else(|| Refusal::new(ErrorCode::UnknownSpace, "no such space"))?;
+            let (entries, bytes) = (entries.max(0) as u64, bytes.max(0) as u64);
+            if entries >= quota.max_entries
+                || bytes.saturating_add(blob.len() as u64) > quota.max_bytes
+            {
+                return Err(Refusal::new(
+                    ErrorCode::Quota,
+                    format!(
+                        "this space is full on this relay ({entries} entries, {} MiB; its \
+                         quota is {} entries and {} MiB): an owner or admin frees room by \
+                         syncing, which snapshots and prunes",
+                        bytes >> 20,
+                        quota.max_entries,
+                        quota.max_bytes >> 20
+                    ),
+                ));
+            }
             let seq: i64 = c
-                .prepare_cached("UPDATE spaces SET head = head + 1 WHERE id = ?1 RETURNING head")?
-                .query_row([&space.0[..]], |r| r.get(0))
+                .prepare_cached(
+                    "UPDATE spaces SET head = head + 1, entries = entries + 1, bytes = bytes + ?2 WHERE id = ?1 RETURNING head",
+                )?
+                .query_row(params![&space.0[..], blob.len() as i64], |r| r.get(0))
                 .optional()?
                 .ok_or_else(|| Refusal::new(ErrorCode::UnknownSpace, "no such space"))?;
             c.prepare_cached(
@@ -830,6 +942,12 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                 ));
             }
             c.execute(
+                "UPDATE spaces SET bytes = bytes + ?2
+                     - COALESCE((SELECT length(blob) FROM snapshots WHERE space = ?1), 0)
+                 WHERE id = ?1",
+                params![&space.0[..], blob.len() as i64],
+            )?;
+            c.execute(
                 "INSERT OR REPLACE INTO snapshots (space, covers, epoch, sender, created_at, blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![&space.0[..], *covers as i64, epoch, &sender.0[..], now, blob],
             )?;
@@ -860,6 +978,13 @@ fn apply(c: &Connection, write: &Write, now: i64) -> Outcome<Written> {
                 )
             })?;
             let through = (*through as i64).min(covers);
+            c.execute(
+                "UPDATE spaces SET
+                     entries = entries - (SELECT count(*) FROM log WHERE space = ?1 AND seq <= ?2),
+                     bytes = bytes - (SELECT COALESCE(sum(length(blob)), 0) FROM log WHERE space = ?1 AND seq <= ?2)
+                 WHERE id = ?1",
+                params![&space.0[..], through],
+            )?;
             c.execute(
                 "DELETE FROM log WHERE space = ?1 AND seq <= ?2",
                 params![&space.0[..], through],

@@ -201,6 +201,10 @@ pub enum ErrorCode {
     /// The entry or snapshot is sealed under an older key than the space's current one:
     /// fetch the membership log and seal again.
     StaleEpoch,
+    /// The space holds as much as its quota on this relay allows.
+    Quota,
+    /// The relay's disk is full: nothing new is stored until its host frees space.
+    StorageFull,
 }
 
 impl ErrorCode {
@@ -222,6 +226,8 @@ impl ErrorCode {
             ErrorCode::Internal => 13,
             ErrorCode::Stale => 14,
             ErrorCode::StaleEpoch => 15,
+            ErrorCode::Quota => 16,
+            ErrorCode::StorageFull => 17,
         }
     }
 }

@@ -80,6 +80,17 @@ pub fn sync_error(e: ClientError) -> Error {
                 F::Refused,
                 "the relay is busy or limiting this device's requests; sync will try again",
             ),
+            Some(ErrorCode::Quota) => Error::sync_failed(
+                F::Quota,
+                "this space is full on the relay: nothing new is stored until an owner's or \
+                 admin's device syncs (which snapshots and prunes) or the relay's quota is \
+                 raised; sync will try again",
+            ),
+            Some(ErrorCode::StorageFull) => Error::sync_failed(
+                F::Quota,
+                "the relay's disk is full: nothing new is stored until its host frees space \
+                 (what it holds is kept); sync will try again",
+            ),
             Some(ErrorCode::UnsupportedVersion) => Error::sync_failed(
                 F::VersionMismatch,
                 "the relay and this app speak no common protocol version: update the app, or \
