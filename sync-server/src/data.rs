@@ -117,12 +117,23 @@ impl DataDir {
         store::set_meta(&self.path, PUBLIC_ADDR, addr).map_err(|e| DataError::Db(e.to_string()))
     }
 
-    /// Creates a one-time setup code.
+    /// Creates a one-time setup code valid for [`SETUP_CODE_TTL`].
     pub fn new_setup_code(&self, store: &Store) -> Result<SetupCode, DataError> {
+        self.new_setup_code_for(store, SETUP_CODE_TTL)
+    }
+
+    /// Creates a one-time setup code that registers nothing after `ttl`.
+    pub fn new_setup_code_for(
+        &self,
+        store: &Store,
+        ttl: std::time::Duration,
+    ) -> Result<SetupCode, DataError> {
         let token: [u8; 32] = rand::random();
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         store
             .write_blocking(Write::AddSetupCode {
                 token_hash: token_hash(&token),
+                expires_at: store::now().saturating_add(ttl),
             })
             .map_err(|r| DataError::Db(r.message))?;
         Ok(SetupCode {
@@ -130,6 +141,18 @@ impl DataDir {
             fingerprint: self.identity.fingerprint(),
             token: token.to_vec(),
         })
+    }
+}
+
+/// How long a setup code registers a practice, unless told otherwise.
+pub const SETUP_CODE_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Revokes every setup code not used yet; returns how many.
+pub fn revoke_setup_codes(store: &Store) -> Result<u64, DataError> {
+    match store.write_blocking(Write::RevokeSetupCodes) {
+        Ok(store::Written::Count(n)) => Ok(n),
+        Ok(_) => Ok(0),
+        Err(r) => Err(DataError::Db(r.message)),
     }
 }
 

@@ -29,6 +29,9 @@ enum Command {
         /// The address devices dial (default: this host's name, port 4433).
         #[arg(long)]
         public_addr: Option<String>,
+        /// How long the setup code registers a practice: e.g. 30m, 12h, 7d.
+        #[arg(long, default_value = "7d")]
+        expires: String,
     },
     /// Prints another one-time setup code (one practice registers with each).
     ///
@@ -40,6 +43,12 @@ enum Command {
         /// Changes the address devices dial.
         #[arg(long)]
         public_addr: Option<String>,
+        /// How long the setup code registers a practice: e.g. 30m, 12h, 7d.
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// Instead of printing a code, revokes every setup code not used yet.
+        #[arg(long, conflicts_with_all = ["public_addr"])]
+        revoke_unused: bool,
     },
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully.
     ///
@@ -93,11 +102,16 @@ fn main() -> std::process::ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Init { data, public_addr } => {
+        Command::Init {
+            data,
+            public_addr,
+            expires,
+        } => {
+            let ttl = parse_ttl(&expires)?;
             let addr = public_addr.unwrap_or_else(|| default_public_addr(4433));
             let dir = DataDir::init(&data, &addr)?;
             let store = dir.store()?;
-            let code = dir.new_setup_code(&store)?;
+            let code = dir.new_setup_code_for(&store, ttl)?;
             store.close();
             println!(
                 "Relay created in {}. Devices will dial {addr}.",
@@ -108,13 +122,26 @@ fn run(command: Command) -> Result<()> {
             );
             println!("{}", code.encode());
         }
-        Command::SetupCode { data, public_addr } => {
+        Command::SetupCode {
+            data,
+            public_addr,
+            expires,
+            revoke_unused,
+        } => {
+            let ttl = parse_ttl(&expires)?;
             let dir = DataDir::open(&data)?;
+            if revoke_unused {
+                let store = dir.store()?;
+                let revoked = rapport_relay::data::revoke_setup_codes(&store)?;
+                store.close();
+                println!("Revoked {revoked} unused setup code(s).");
+                return Ok(());
+            }
             if let Some(addr) = public_addr {
                 dir.set_public_addr(&addr)?;
             }
             let store = dir.store()?;
-            let code = dir.new_setup_code(&store)?;
+            let code = dir.new_setup_code_for(&store, ttl)?;
             store.close();
             println!("{}", code.encode());
         }
@@ -180,5 +207,39 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// A lifetime written like `30m`, `12h` or `7d`.
+fn parse_ttl(text: &str) -> Result<std::time::Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let seconds = match unit.trim() {
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 && seconds > 0 && n <= 365 * 86_400 / seconds => {
+            Ok(std::time::Duration::from_secs(n * seconds))
+        }
+        _ => anyhow::bail!("--expires {text:?}: write it like 30m, 12h or 7d (at most a year)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lifetimes_are_read_and_nonsense_refused() {
+        assert_eq!(super::parse_ttl("7d").unwrap().as_secs(), 7 * 86_400);
+        assert_eq!(super::parse_ttl("30m").unwrap().as_secs(), 1_800);
+        for bad in ["", "7", "0d", "soon", "400d", "-1h"] {
+            let err = super::parse_ttl(bad).unwrap_err().to_string();
+            assert!(err.contains("like 30m"), "{bad}: {err}");
+        }
     }
 }

@@ -32,13 +32,14 @@ const WRITE_QUEUE: usize = 1_024;
 pub const MAX_SPACES_PER_DEVICE: i64 = 8;
 
 /// The schema's version (`user_version`): 2 since membership logs, 3 since each space
-/// counts what it stores (for its quota).
-const SCHEMA_VERSION: i64 = 3;
+/// counts what it stores (for its quota), 4 since setup codes expire.
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS setup_codes (
-    token_hash BLOB PRIMARY KEY, created_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB
+    token_hash BLOB PRIMARY KEY, created_at INTEGER NOT NULL, used_at INTEGER, used_by BLOB,
+    expires_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS spaces (
     id BLOB PRIMARY KEY, created_at INTEGER NOT NULL, created_by BLOB NOT NULL,
@@ -148,6 +149,18 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if !counted {
         tracing::info!("upgrading relay.db: each space counts what it stores, for its quota");
         tx.execute_batch(COUNT_STORED)?;
+    }
+    let expiring: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('setup_codes') WHERE name = 'expires_at'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? > 0;
+    if !expiring {
+        tracing::info!("upgrading relay.db: unused setup codes expire a week after they were made");
+        tx.execute_batch(
+            "ALTER TABLE setup_codes ADD COLUMN expires_at INTEGER;
+             UPDATE setup_codes SET expires_at = created_at + 604800;",
+        )?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()
@@ -261,7 +274,11 @@ pub enum Write {
     AddSetupCode {
         /// SHA-256 of the token.
         token_hash: Vec<u8>,
+        /// Unix seconds after which it registers nothing.
+        expires_at: i64,
     },
+    /// Forgets every setup code not used yet: none of them registers anything any more.
+    RevokeSetupCodes,
     /// Registers a practice with a setup token and its log's genesis.
     Register {
         /// SHA-256 of the token.
@@ -344,6 +361,8 @@ pub enum Written {
     Pruned(u64),
     /// The membership log's new length.
     Appended(u64),
+    /// How many were affected.
+    Count(u64),
 }
 
 struct Job {
@@ -722,12 +741,19 @@ fn genesis_kind(genesis: &SignedOp) -> Outcome<SpaceKind> {
 
 fn apply(c: &Connection, write: &Write, now: i64, quota: SpaceQuota) -> Outcome<Written> {
     match write {
-        Write::AddSetupCode { token_hash } => {
+        Write::AddSetupCode {
+            token_hash,
+            expires_at,
+        } => {
             c.execute(
-                "INSERT INTO setup_codes (token_hash, created_at) VALUES (?1, ?2)",
-                params![token_hash, now],
+                "INSERT INTO setup_codes (token_hash, created_at, expires_at) VALUES (?1, ?2, ?3)",
+                params![token_hash, now, expires_at],
             )?;
             Ok(Written::Done)
+        }
+        Write::RevokeSetupCodes => {
+            let n = c.execute("DELETE FROM setup_codes WHERE used_at IS NULL", [])?;
+            Ok(Written::Count(n as u64))
         }
         Write::Register {
             token_hash,
@@ -740,18 +766,27 @@ fn apply(c: &Connection, write: &Write, now: i64, quota: SpaceQuota) -> Outcome<
                     "a setup code registers a practice",
                 ));
             }
-            let used: Option<Option<i64>> = c
+            let used: Option<(Option<i64>, Option<i64>)> = c
                 .query_row(
-                    "SELECT used_at FROM setup_codes WHERE token_hash = ?1",
+                    "SELECT used_at, expires_at FROM setup_codes WHERE token_hash = ?1",
                     [token_hash],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
+            let used = match used {
+                Some((None, Some(expires_at))) if expires_at < now => {
+                    return Err(Refusal::new(
+                        ErrorCode::Expired,
+                        "this setup code has expired; ask the relay's host for a new one",
+                    ));
+                }
+                other => other.map(|(used_at, _)| used_at),
+            };
             match used {
                 None => {
                     return Err(Refusal::new(
                         ErrorCode::InvalidToken,
-                        "this setup code is not known to this relay",
+                        "this setup code is not known to this relay (or was revoked)",
                     ));
                 }
                 Some(Some(_)) => {

@@ -233,3 +233,71 @@ async fn a_full_disk_refuses_writes_keeps_what_was_acknowledged_and_recovers() {
     assert_eq!(pulled(&again, space).await, acknowledged);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn setup_codes_expire_and_unused_ones_can_be_revoked() {
+    use rapport_relay::store::{Write, now, token_hash};
+    use rapport_wire::membership::SpaceKind;
+    let relay = TestRelay::start(loopback_config()).await;
+    let owner = device(&relay).await;
+    let register = |token: Vec<u8>, space: SpaceId| Request::Register {
+        setup_token: token,
+        genesis: genesis(&owner.identity, space, SpaceKind::Practice),
+    };
+    // Past its lifetime a code registers nothing.
+    let stale = b"an old setup token, long expired".to_vec();
+    relay
+        .store
+        .write_blocking(Write::AddSetupCode {
+            token_hash: token_hash(&stale),
+            expires_at: now() - 1,
+        })
+        .unwrap();
+    let (code, message) = refusal(
+        owner
+            .client
+            .request(&register(stale, SpaceId::random()))
+            .await,
+    );
+    assert_eq!(code, ErrorCode::Expired);
+    assert!(message.contains("expired"), "{message}");
+
+    // Revoking forgets the unused codes; a code used before stays answerable for its
+    // practice's retry.
+    let used = relay.setup_token();
+    let space = SpaceId::random();
+    owner
+        .client
+        .request(&register(used.clone(), space))
+        .await
+        .unwrap();
+    let unused = relay.setup_token();
+    let revoked = rapport_relay::data::revoke_setup_codes(&relay.store).unwrap();
+    assert_eq!(revoked, 2, "the expired code and the unused one");
+    let (code, _) = refusal(
+        owner
+            .client
+            .request(&register(unused, SpaceId::random()))
+            .await,
+    );
+    assert_eq!(code, ErrorCode::InvalidToken);
+    assert_eq!(
+        owner.client.request(&register(used, space)).await.unwrap(),
+        Response::Admitted {
+            role: rapport_wire::frames::Role::Owner
+        }
+    );
+    // A fresh code works, for another practice's owner.
+    let other = device(&relay).await;
+    assert!(matches!(
+        other
+            .client
+            .request(&Request::Register {
+                setup_token: relay.setup_token(),
+                genesis: genesis(&other.identity, SpaceId::random(), SpaceKind::Practice),
+            })
+            .await,
+        Ok(Response::Admitted { .. })
+    ));
+    relay.stop().await;
+}

@@ -59,7 +59,7 @@ pub fn sync_error(e: ClientError) -> Error {
                 "this device is not (or no longer) a member of the practice on this relay",
             ),
             Some(ErrorCode::Expired) => {
-                Error::sync_failed(F::Refused, "the invite has expired; ask for a new one")
+                Error::sync_failed(F::Refused, "the code has expired; ask for a new one")
             }
             Some(ErrorCode::AlreadyUsed) => {
                 Error::sync_failed(F::Refused, "this code was already used; ask for a new one")
