@@ -434,11 +434,10 @@ async fn device_task(run: DeviceRun) {
         let index = next.get();
         // Moved on before the step runs: a crash in it skips it, as a user's lost action.
         next.set(index + 1);
-        let result: Result<(), String> = match script[index] {
+        let result: Result<(), rapport_core::Error> = match script[index] {
             Step::AddPartner => home
                 .add_partner(partner(&format!("Partner {device}-{index}")))
-                .map(|p| outcomes.borrow_mut().added[device].push(p.id))
-                .map_err(|e| e.to_string()),
+                .map(|p| outcomes.borrow_mut().added[device].push(p.id)),
             Step::EditShared => home
                 .edit_partner(
                     &shared,
@@ -447,12 +446,8 @@ async fn device_task(run: DeviceRun) {
                         ..Default::default()
                     },
                 )
-                .map(drop)
-                .map_err(|e| e.to_string()),
-            Step::Round => client::round(&home, &link)
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+                .map(drop),
+            Step::Round => client::round(&home, &link).await.map(drop),
             Step::Deliver => {
                 let mut delivered = std::mem::take(&mut sim.notices.borrow_mut()[device]);
                 {
@@ -475,7 +470,7 @@ async fn device_task(run: DeviceRun) {
                     if let Err(e) =
                         client::apply_delivered(&home, &link, space, &entry, &mut report).await
                     {
-                        result = Err(e.to_string());
+                        result = Err(e);
                         break;
                     }
                 }
@@ -486,12 +481,10 @@ async fn device_task(run: DeviceRun) {
                 client::devices::remove_device_via(&home, &link, &target)
                     .await
                     .map(drop)
-                    .map_err(|e| e.to_string())
             }
             Step::Invite => client::invite::create_invite_via(&home, &link, Role::Member, 3600)
                 .await
-                .map(drop)
-                .map_err(|e| e.to_string()),
+                .map(drop),
         };
         if let Err(e) = result {
             let line = format!("device {device} step {index} {:?}: {e}", script[index]);
@@ -501,8 +494,13 @@ async fn device_task(run: DeviceRun) {
                 .relay
                 .log_state(space)
                 .is_ok_and(|log| log.removed.contains_key(&sim.ids[device]));
-            let expected = e.contains("connection to the relay lost")
-                || (removed && e.contains("no longer) a member"));
+            let expected = match e.sync_failure() {
+                Some(rapport_core::SyncFailure::Network) => true,
+                Some(rapport_core::SyncFailure::Removed | rapport_core::SyncFailure::NotMember) => {
+                    removed
+                }
+                _ => false,
+            };
             if !expected {
                 sim.unexpected.borrow_mut().push(line.clone());
             }
