@@ -593,3 +593,82 @@ async fn a_removed_device_cannot_write_under_the_key_it_kept_through_a_relay_tha
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_pass_off_a_change_as_a_colleagues() {
+    use automerge::ReadDoc as _;
+    use automerge::transaction::Transactable as _;
+
+    let relay = relay().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (owner, member, space) = practice(&relay, &dirs).await;
+    let forger = home(dirs[2].path());
+    join_member(&owner, &forger, "Forger").await;
+    client::sync_now(&forger).await.unwrap();
+    client::sync_now(&member).await.unwrap();
+    let target = owner
+        .partners_by_exact_name("Before the Attack")
+        .unwrap()
+        .unwrap();
+
+    // The forger writes a change under the owner's Automerge actor and pushes it, signed
+    // and sealed as itself (a member may push; it cannot make the change the owner's).
+    let mut doc =
+        automerge::Automerge::load(&forger.export_document(SpaceKind::Practice).unwrap()).unwrap();
+    let owner_device = owner.device_identity().unwrap().device_id();
+    doc.set_actor(automerge::ActorId::from(owner_device.0.as_slice()));
+    let before = doc.get_heads();
+    doc.transact(|tx| {
+        let (_, partners) = tx.get(automerge::ROOT, "partners")?.unwrap();
+        let (_, record) = tx.get(&partners, target.id.as_str())?.unwrap();
+        tx.put(&record, "name", "Renamed as the Owner")
+    })
+    .unwrap();
+    let change = doc.save_after(&before);
+    let key = forger
+        .current_space_key(SpaceKind::Practice)
+        .unwrap()
+        .unwrap();
+    let identity = forger.device_identity().unwrap();
+    let blob = rapport_core::sealed::crypto::seal(
+        &key,
+        space,
+        identity.key_pkcs8(),
+        &rapport_core::sealed::entry::encode(&[], &change),
+    )
+    .unwrap();
+    let conn = client::connect_known(&forger).await.unwrap();
+    conn.request(&Request::Push {
+        space,
+        epoch: key.epoch,
+        client_msg_id: [9; 16],
+        blob,
+    })
+    .await
+    .unwrap();
+    conn.close().await;
+
+    for receiver in [&member, &owner] {
+        let report = client::sync_now(receiver).await.unwrap();
+        assert!(
+            report
+                .rejected
+                .iter()
+                .any(|r| r.contains("written as another device's")),
+            "{report:?}"
+        );
+        assert_eq!(
+            receiver.partner(&target.id).unwrap().name,
+            "Before the Attack",
+            "the forged change was merged"
+        );
+    }
+    // Honest changes of every device still flow after it.
+    let later = forger.add_partner(partner("Honest Later")).unwrap();
+    client::sync_now(&forger).await.unwrap();
+    let report = client::sync_now(&member).await.unwrap();
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert_eq!(member.partner(&later.id).unwrap().name, "Honest Later");
+    let _ = relay.stop.send(());
+    relay.task.await.unwrap();
+}

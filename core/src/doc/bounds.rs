@@ -83,6 +83,28 @@ impl Budget {
     }
 }
 
+/// The chunks of `bytes`, each whole (header and body), refusing anything but change
+/// chunks: what a relay entry may hold.
+pub fn change_chunks(bytes: &[u8]) -> Result<Vec<&[u8]>> {
+    let mut chunks = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((kind, _, after)) = chunk(rest) else {
+            return Err(Error::CorruptDocument(
+                "it holds bytes that are not an Automerge change".into(),
+            ));
+        };
+        if kind != CHANGE && kind != COMPRESSED_CHANGE {
+            return Err(Error::CorruptDocument(
+                "it holds a whole document where a device sends only changes".into(),
+            ));
+        }
+        chunks.push(&rest[..rest.len() - after.len()]);
+        rest = after;
+    }
+    Ok(chunks)
+}
+
 /// One chunk: its type, body and what follows; `None` when the header is not Automerge's
 /// or the body is cut short (Automerge refuses those itself).
 fn chunk(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {

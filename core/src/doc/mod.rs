@@ -7,6 +7,7 @@
 
 pub mod bounds;
 pub mod fields;
+pub mod guard;
 pub mod project;
 
 use std::collections::BTreeSet;

@@ -246,9 +246,11 @@ impl Home {
             .ok_or(Error::NoPractice)
     }
 
-    /// The changes [`Home::changes_since`] returns, grouped into pieces of at most
-    /// `max_bytes` each at change boundaries (a single larger change is its own piece), in
-    /// causal order: what a push sends as several relay entries.
+    /// This device's own changes among those [`Home::changes_since`] returns, grouped
+    /// into pieces of at most `max_bytes` each at change boundaries (a single larger change
+    /// is its own piece), in causal order: what a push sends as several relay entries.
+    /// Colleagues' changes merged here are left out: the relay has them from their writer,
+    /// and receivers refuse a change passed on by anyone else.
     pub fn changes_since_in_pieces(
         &self,
         kind: SpaceKind,
@@ -260,7 +262,11 @@ impl Home {
         let space = load_space(conn, spaces, kind)?;
         let doc = space.doc.as_ref().ok_or(Error::NoPractice)?;
         let mut pieces: Vec<Vec<u8>> = Vec::new();
+        let me = doc.get_actor().clone();
         for change in doc.get_changes(heads) {
+            if change.actor_id() != &me {
+                continue;
+            }
             let bytes = change.raw_bytes();
             match pieces.last_mut() {
                 Some(piece) if piece.len() + bytes.len() <= max_bytes => {

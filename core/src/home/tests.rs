@@ -1926,3 +1926,92 @@ fn the_home_and_its_database_are_readable_by_their_owner_only() {
     assert_eq!((mode(&dir), mode(&dir.join("rapport.db"))), (0o700, 0o600));
     assert_eq!(home.partner_count().unwrap(), 1, "nothing lost");
 }
+
+/// The wire id of a home's device: who signs its relay entries.
+fn sender(home: &Home) -> rapport_wire::DeviceId {
+    home.device_identity().unwrap().device_id()
+}
+
+#[test]
+fn a_change_passed_off_as_a_colleagues_is_refused_unless_already_had_from_its_writer() {
+    let (_da, a, _db, b) = pair();
+    let (_dc, c) = {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path());
+        let id = a.identity().unwrap().unwrap();
+        c.join_practice(
+            &id.practice_id,
+            &a.export_document(SpaceKind::Practice).unwrap(),
+            "Cy Third",
+        )
+        .unwrap();
+        (dir, c)
+    };
+    let heads = a.heads(SpaceKind::Practice).unwrap();
+    let p = a.add_partner(partner("Written by Ann")).unwrap();
+    let change = a.changes_since(SpaceKind::Practice, &heads).unwrap();
+    // Carried by c's entry: not c's change, and b never had it from a.
+    let outcome = b
+        .merge_entry(SpaceKind::Practice, &change, &sender(&c), None)
+        .unwrap();
+    assert_eq!(outcome.foreign, 1);
+    assert!(!outcome.changed);
+    assert!(b.partner(&p.id).is_err(), "a forged change was merged");
+    // From its writer it merges; passed on again afterwards it is only a duplicate.
+    let outcome = b
+        .merge_entry(SpaceKind::Practice, &change, &sender(&a), None)
+        .unwrap();
+    assert!(outcome.changed);
+    assert_eq!(outcome.foreign, 0);
+    assert_eq!(b.partner(&p.id).unwrap().name, "Written by Ann");
+    let again = b
+        .merge_entry(SpaceKind::Practice, &change, &sender(&c), None)
+        .unwrap();
+    assert_eq!((again.changed, again.foreign), (false, 0));
+    // An entry holding a whole document (every writer's changes at once) is refused.
+    let err = b
+        .merge_entry(
+            SpaceKind::Practice,
+            &a.export_document(SpaceKind::Practice).unwrap(),
+            &sender(&a),
+            None,
+        )
+        .unwrap_err();
+    assert!(err.refuses_entry(), "{err}");
+    assert!(err.to_string().contains("whole document"), "{err}");
+}
+
+#[test]
+fn a_push_carries_only_this_devices_own_changes() {
+    let (_da, a, _db, b) = pair();
+    let acked = a.heads(SpaceKind::Practice).unwrap();
+    a.set_acked_heads(SpaceKind::Practice, &acked).unwrap();
+    // a has an edit not pushed yet when b's change arrives, so the acknowledged heads stay
+    // behind both.
+    a.add_partner(partner("Ann's own")).unwrap();
+    let before_b = b.heads(SpaceKind::Practice).unwrap();
+    b.add_partner(partner("Ben's")).unwrap();
+    a.merge_from_relay(
+        SpaceKind::Practice,
+        &b.changes_since(SpaceKind::Practice, &before_b).unwrap(),
+    )
+    .unwrap();
+    let pieces = a
+        .changes_since_in_pieces(SpaceKind::Practice, &acked, 1 << 20)
+        .unwrap();
+    let changes: Vec<_> = pieces
+        .iter()
+        .flat_map(|p| crate::doc::guard::changes(p).unwrap())
+        .collect();
+    assert_eq!(changes.len(), 1, "only a's one edit");
+    assert_eq!(
+        changes[0].actor_id(),
+        &doc::actor_for(&a.device_id().unwrap())
+    );
+    // Everything the push sends is merged by a receiver as the sender's own.
+    let outcome = b
+        .merge_entry(SpaceKind::Practice, &pieces[0], &sender(&a), None)
+        .unwrap();
+    assert_eq!(outcome.foreign, 0);
+    assert!(outcome.changed);
+}

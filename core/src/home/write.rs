@@ -30,6 +30,9 @@ pub struct MergeOutcome {
     pub waiting_for_dependencies: bool,
     /// Merged text that looks like a client identifier (kept, and flagged).
     pub flagged: Vec<PrivacyFlag>,
+    /// Changes of a relay entry written by a device other than its sender, and not had
+    /// from their writer: refused (a device passes on only its own changes).
+    pub foreign: usize,
 }
 
 /// Upper bound on new changes for which the read model is patched entity by entity;
@@ -257,7 +260,7 @@ impl Home {
     /// snapshot). Duplicates and out-of-order delivery are harmless; corrupt bytes are an
     /// error and change nothing that is stored.
     pub fn merge(&self, kind: SpaceKind, bytes: &[u8]) -> Result<MergeOutcome> {
-        self.merge_inner(kind, bytes, false, None)
+        self.merge_inner(kind, bytes, false, None, None)
     }
 
     /// Merges bytes pulled from the relay. If nothing local was waiting to be pushed, the
@@ -265,7 +268,24 @@ impl Home {
     /// the merge; checked under the writer lock, so a local edit racing the merge is never
     /// taken for pushed.
     pub fn merge_from_relay(&self, kind: SpaceKind, bytes: &[u8]) -> Result<MergeOutcome> {
-        self.merge_inner(kind, bytes, true, None)
+        self.merge_inner(kind, bytes, true, None, None)
+    }
+
+    /// Merges the changes of one relay entry signed by `sender`, moving the relay cursor to
+    /// `seq` in the same transaction when given (one durable write for a live update
+    /// instead of two). Only changes whose Automerge actor is the sender's are merged: a
+    /// change written by another device that this one does not already have from its
+    /// writer is refused and counted in [`MergeOutcome::foreign`], so no member can pass
+    /// off a change as a colleague's. An entry holding anything but changes is refused.
+    pub fn merge_entry(
+        &self,
+        kind: SpaceKind,
+        bytes: &[u8],
+        sender: &rapport_wire::DeviceId,
+        seq: Option<u64>,
+    ) -> Result<MergeOutcome> {
+        let actor = automerge::ActorId::from(sender.0.as_slice());
+        self.merge_inner(kind, bytes, true, seq, Some(&actor))
     }
 
     /// [`Home::merge_from_relay`] of the relay entry `seq`, moving the relay cursor to it in
@@ -276,7 +296,7 @@ impl Home {
         bytes: &[u8],
         seq: u64,
     ) -> Result<MergeOutcome> {
-        self.merge_inner(kind, bytes, true, Some(seq))
+        self.merge_inner(kind, bytes, true, Some(seq), None)
     }
 
     fn merge_inner(
@@ -285,20 +305,35 @@ impl Home {
         bytes: &[u8],
         advance_ack: bool,
         cursor: Option<u64>,
+        author: Option<&automerge::ActorId>,
     ) -> Result<MergeOutcome> {
         let now = self.clock.now_ms();
         // Before the writer lock and before Automerge: a bomb is refused without either.
         doc::bounds::check(bytes)?;
+        let changes = author.map(|_| doc::guard::changes(bytes)).transpose()?;
         let (outcome, event) = {
             let mut writer = self.lock_writer();
             let super::Writer { conn, spaces, .. } = &mut *writer;
             let space = load_space(conn, spaces, kind)?;
             let doc = space.doc.as_mut().ok_or(Error::NoPractice)?;
             let before = doc.get_heads();
-            if let Err(e) = doc.load_incremental(bytes) {
+            let mut foreign = 0;
+            let applied = match (changes, author) {
+                (Some(changes), Some(author)) => {
+                    let (own, others): (Vec<_>, Vec<_>) =
+                        changes.into_iter().partition(|c| c.actor_id() == author);
+                    foreign = others
+                        .iter()
+                        .filter(|c| doc.get_change_meta_by_hash(&c.hash()).is_none())
+                        .count();
+                    doc::guard::apply_changes(doc, own)
+                }
+                _ => doc::guard::load_incremental(doc, bytes),
+            };
+            if let Err(e) = applied {
                 // The in-memory document may hold part of the bytes; reload it from disk.
                 space.doc = None;
-                return Err(Error::CorruptDocument(e.to_string()));
+                return Err(e);
             }
             let after = doc.get_heads();
             let waiting = !doc.get_missing_deps(&[]).is_empty();
@@ -311,6 +346,7 @@ impl Home {
                     entities: 0,
                     waiting_for_dependencies: waiting,
                     flagged: Vec::new(),
+                    foreign,
                 });
             }
             let new_changes = doc.get_changes(&before).len();
@@ -379,6 +415,7 @@ impl Home {
                     entities: refs.len(),
                     waiting_for_dependencies: waiting,
                     flagged,
+                    foreign,
                 },
                 event,
             )
@@ -493,8 +530,7 @@ impl Home {
 /// A practice document received to join: valid Automerge, shaped like a practice, and
 /// of a schema this build can write.
 fn joinable_practice(document: &[u8]) -> Result<Automerge> {
-    doc::bounds::check(document)?;
-    let practice = Automerge::load(document).map_err(|e| Error::CorruptDocument(e.to_string()))?;
+    let practice = doc::guard::load(document)?;
     doc::check_shape(&practice, SpaceKind::Practice)?;
     let schema = doc::schema_of(&practice);
     if schema > SCHEMA_VERSION {
@@ -509,8 +545,7 @@ fn joinable_practice(document: &[u8]) -> Result<Automerge> {
 
 /// A clinician's personal space as fetched from the relay, checked to be theirs.
 pub(super) fn personal_space_of(document: &[u8], member_id: &str) -> Result<Automerge> {
-    doc::bounds::check(document)?;
-    let personal = Automerge::load(document).map_err(|e| Error::CorruptDocument(e.to_string()))?;
+    let personal = doc::guard::load(document)?;
     doc::check_shape(&personal, SpaceKind::Personal)?;
     if crate::doc::fields::get_str(&personal, &ROOT, "owner_member").as_deref() != Some(member_id) {
         return Err(Error::Conflict(

@@ -361,15 +361,24 @@ async fn merge_entry<L: Link>(
     let refused = match change {
         Ok(None) => return Ok(Merged::Waiting),
         Ok(Some(bytes)) => {
-            let merged = if parts.first_waiting().is_some() {
-                home.merge_from_relay(kind, &bytes)
-            } else {
-                home.merge_from_relay_at(kind, &bytes, entry.seq)
-            };
-            match merged {
+            let cursor = parts.first_waiting().is_none().then_some(entry.seq);
+            match home.merge_entry(kind, &bytes, &entry.sender, cursor) {
                 Ok(outcome) => {
                     report.merged += 1;
                     report.flagged.extend(outcome.flagged);
+                    if outcome.foreign > 0 {
+                        tracing::warn!(
+                            seq = entry.seq,
+                            sender = %entry.sender,
+                            foreign = outcome.foreign,
+                            "refused changes an entry passed off as another device's"
+                        );
+                        report.rejected.push(format!(
+                            "entry {} from {}: {} change(s) written as another device's were \
+                             refused (a device sends only its own changes)",
+                            entry.seq, entry.sender, outcome.foreign
+                        ));
+                    }
                     if entry.epoch > newest_merged {
                         home.set_newest_merged_epoch(kind, entry.epoch)?;
                     }
