@@ -20,6 +20,10 @@ pub enum Origin {
     Local,
     /// Merged from another device.
     Remote,
+    /// Rebuilt from the document: the read model this device installed from a snapshot
+    /// said something the document does not (a faulty or hostile snapshot), and the
+    /// entities named were corrected.
+    Repaired,
 }
 
 /// One entity that changed.

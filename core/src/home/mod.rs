@@ -69,6 +69,20 @@ struct Space {
     /// Heads of what the chunk log holds; the next chunk is `save_after(saved_heads)`.
     saved_heads: Vec<ChangeHash>,
     schema: u64,
+    /// Entities whose rows were repaired when the document was first loaded, for the
+    /// listeners to hear of once the writer lock is released.
+    repaired: Vec<EntityRef>,
+}
+
+impl Space {
+    /// The event for a repair found at load, once.
+    fn take_repaired(&mut self, kind: SpaceKind) -> Option<ChangeEvent> {
+        if self.repaired.is_empty() {
+            return None;
+        }
+        let refs = std::mem::take(&mut self.repaired);
+        Some(ChangeEvent::new(kind, Origin::Repaired, &refs))
+    }
 }
 
 struct Writer {
@@ -289,6 +303,21 @@ impl Home {
             .unwrap_or_default())
     }
 
+    /// Tells the listeners of read models repaired when their documents were loaded.
+    fn dispatch_repairs(&self) {
+        let events: Vec<ChangeEvent> = {
+            let mut writer = self.lock_writer();
+            writer
+                .spaces
+                .iter_mut()
+                .filter_map(|(kind, space)| space.take_repaired(*kind))
+                .collect()
+        };
+        for event in &events {
+            self.listeners.dispatch(event);
+        }
+    }
+
     /// Runs one write on a space: an Automerge transaction, then the chunk, the read-model
     /// rows and the heads in one SQLite transaction; listeners hear of it afterwards.
     pub(crate) fn write<T>(
@@ -328,6 +357,7 @@ impl Home {
             maybe_compact(conn, space);
             (value, ChangeEvent::new(kind, Origin::Local, &refs))
         };
+        self.dispatch_repairs();
         self.listeners.dispatch(&event);
         Ok(value)
     }
@@ -361,11 +391,13 @@ fn load_space<'a>(
                 doc: Some(doc.with_actor(actor)),
                 saved_heads: heads,
                 schema,
+                repaired: Vec::new(),
             },
         );
         if kind == SpaceKind::Practice
             && let Some(space) = spaces.get_mut(&kind)
             && let Err(e) = snapshot::apply_pending_join(conn, space)
+                .and_then(|()| snapshot::verify_installed_model(conn, space))
         {
             spaces.remove(&kind);
             return Err(e);

@@ -28,6 +28,9 @@ use crate::validate;
 use crate::vocab::Role;
 
 const PENDING_JOIN: &str = "pending_join";
+/// Set when the practice's read model is installed from a snapshot's records, to the
+/// practice's space id; cleared once the document has been loaded and the rows checked.
+const UNVERIFIED_MODEL: &str = "read_model_unverified";
 
 /// The member entry a joined device still has to write into the practice document.
 #[derive(Debug, Serialize, Deserialize)]
@@ -221,6 +224,7 @@ impl Home {
                 ("practice_id", ids.practice_id.clone()),
                 ("personal_id", ids.personal_id.clone()),
                 (PENDING_JOIN, encode(&pending)?),
+                (UNVERIFIED_MODEL, ids.practice_id.clone()),
             ] {
                 tx.execute(
                     "INSERT OR REPLACE INTO home (key, value) VALUES (?1, ?2)",
@@ -281,6 +285,7 @@ impl Home {
                 schema: doc::schema_of(&personal),
                 saved_heads: personal_heads,
                 doc: Some(personal),
+                repaired: Vec::new(),
             },
         );
         drop(guard);
@@ -290,9 +295,13 @@ impl Home {
     /// Loads a space's document now (it is otherwise loaded by the first write or merge);
     /// for a device that joined from a snapshot, this writes its member entry.
     pub fn load_document(&self, kind: SpaceKind) -> Result<()> {
-        let mut writer = self.lock_writer();
-        let Writer { conn, spaces, .. } = &mut *writer;
-        load_space(conn, spaces, kind).map(drop)
+        {
+            let mut writer = self.lock_writer();
+            let Writer { conn, spaces, .. } = &mut *writer;
+            load_space(conn, spaces, kind)?;
+        }
+        self.dispatch_repairs();
+        Ok(())
     }
 
     /// Whether this device joined from a snapshot and has not yet written its member
@@ -324,6 +333,38 @@ impl PendingJoin {
 fn encode(pending: &PendingJoin) -> Result<String> {
     serde_json::to_string(pending)
         .map_err(|e| Error::Conflict(format!("encoding a pending join: {e}")))
+}
+
+/// Checks a read model installed from a snapshot's records against the document just
+/// loaded, once: the rows are rebuilt from the document and the entities whose rows were
+/// wrong kept in `space.repaired` for the listeners. The mark set at the install goes in
+/// the same transaction, so a crash leaves it to be done at the next load.
+pub(super) fn verify_installed_model(conn: &rusqlite::Connection, space: &mut Space) -> Result<()> {
+    let marked: Option<String> = conn
+        .query_row(
+            "SELECT value FROM home WHERE key = ?1",
+            [UNVERIFIED_MODEL],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if marked.as_deref() != Some(space.id.as_str()) {
+        return Ok(());
+    }
+    let doc = space.doc.as_ref().ok_or(Error::NoPractice)?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let repaired = crate::store::repair::repair(&tx, doc, &space.id, SpaceKind::Practice)?;
+    tx.execute("DELETE FROM home WHERE key = ?1", [UNVERIFIED_MODEL])?;
+    tx.commit()?;
+    if repaired.is_empty() {
+        tracing::info!("the read model installed from the snapshot matches its document");
+    } else {
+        tracing::warn!(
+            entities = repaired.len(),
+            "the read model installed from the snapshot differed from its document; rebuilt"
+        );
+    }
+    space.repaired = repaired;
+    Ok(())
 }
 
 /// Writes a pending join into the practice document just loaded, with the chunk, the

@@ -6,7 +6,7 @@ use jiff::tz::TimeZone;
 
 use super::*;
 use crate::model::{
-    NewFollowup, NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter,
+    EntityKind, NewFollowup, NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter,
 };
 use crate::vocab::{
     Direction, FollowupStatus, PartnerKind, ReferralOutcome, ReferralStatus, StreamKind,
@@ -1181,9 +1181,30 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
     assert!(b.has_pending_join().unwrap());
     assert!(!b.is_document_loaded(SpaceKind::Practice));
 
-    // The first write loads the document and writes the member entry with it.
+    // The first write loads the document and writes the member entry with it; the read
+    // model the snapshot gave agrees with the document, so nothing is repaired.
+    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
+    let sink = events.clone();
+    let _sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
+        sink.lock().unwrap().push(e.clone())
+    }));
     b.add_partner(partner("Written by Ben")).unwrap();
     assert!(!b.has_pending_join().unwrap());
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| e.origin != Origin::Repaired),
+        "{:?}",
+        events.lock().unwrap()
+    );
+    c.load_document(SpaceKind::Practice).unwrap();
+    assert_eq!(
+        shared(&a),
+        shared(&c),
+        "nothing to repair from the JSON either"
+    );
     a.merge(
         SpaceKind::Practice,
         &b.changes_since(SpaceKind::Practice, &snapshot.heads)
@@ -2014,4 +2035,108 @@ fn a_push_carries_only_this_devices_own_changes() {
         .unwrap();
     assert_eq!(outcome.foreign, 0);
     assert!(outcome.changed);
+}
+
+#[test]
+fn a_snapshot_whose_records_differ_from_its_document_is_repaired_at_first_load() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = practice(da.path());
+    let p = a.add_partner(partner("Dr. True Name")).unwrap();
+    let t = a
+        .log_touchpoint(NewTouchpoint {
+            partner_id: p.id.clone(),
+            kind: TouchpointKind::Coffee,
+            at: Some(day("2026-03-01")),
+            outcome: None,
+            note: "Met for coffee".into(),
+            allow_contact_details: false,
+            member_id: None,
+        })
+        .unwrap();
+    let untouched = a.add_partner(partner("Dr. Untouched")).unwrap();
+    // The records a faulty or hostile member sealed: the partner renamed, a touchpoint
+    // left out, a partner the document does not have.
+    // Edited as text, so that every record left alone keeps its bytes.
+    let mut snapshot = snapshot_with_json_collections(&a);
+    let json = zstd::decode_all(snapshot.records.as_deref().unwrap()).unwrap();
+    let mut records: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(&json).unwrap();
+    let partners: Vec<Box<serde_json::value::RawValue>> =
+        serde_json::from_str(records["partners"].get()).unwrap();
+    let mut edited: Vec<String> = partners
+        .iter()
+        .map(|r| r.get().replace("\"Dr. True Name\"", "\"Dr. Forged Name\""))
+        .collect();
+    let ghost = partners
+        .iter()
+        .map(|r| r.get())
+        .find(|r| r.contains("Dr. Untouched"))
+        .unwrap()
+        .replace(&untouched.id, "01890000-0000-7000-8000-000000000000")
+        .replace("Dr. Untouched", "Dr. Ghost");
+    edited.push(ghost);
+    let raw = |s: String| serde_json::value::RawValue::from_string(s).unwrap();
+    records.insert("partners".into(), raw(format!("[{}]", edited.join(","))));
+    records.insert("touchpoints".into(), raw("[]".into()));
+    snapshot.records =
+        Some(zstd::encode_all(serde_json::to_string(&records).unwrap().as_bytes(), 3).unwrap());
+
+    let b = open(db.path());
+    let practice_id = a.identity().unwrap().unwrap().practice_id;
+    join_as_ben(&b, &practice_id, &snapshot).unwrap();
+    // Until the document is loaded the device shows what the snapshot said.
+    assert_eq!(b.partner(&p.id).unwrap().name, "Dr. Forged Name");
+    assert!(b.touchpoint(&t.id).is_err());
+    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
+    let sink = events.clone();
+    let _sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
+        sink.lock().unwrap().push(e.clone())
+    }));
+    b.load_document(SpaceKind::Practice).unwrap();
+    let repaired: Vec<ChangeEvent> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.origin == Origin::Repaired)
+        .cloned()
+        .collect();
+    assert_eq!(repaired.len(), 1, "{:?}", events.lock().unwrap());
+    let named: Vec<(EntityKind, &str)> = repaired[0]
+        .entities
+        .iter()
+        .map(|e| (e.kind, e.id.as_str()))
+        .collect();
+    for wrong in [
+        (EntityKind::Partner, p.id.as_str()),
+        (EntityKind::Partner, "01890000-0000-7000-8000-000000000000"),
+        (EntityKind::Touchpoint, t.id.as_str()),
+    ] {
+        assert!(named.contains(&wrong), "{wrong:?} not in {named:?}");
+    }
+    assert!(
+        !named.contains(&(EntityKind::Partner, untouched.id.as_str())),
+        "{named:?}"
+    );
+    assert_eq!(b.partner(&p.id).unwrap().name, "Dr. True Name");
+    assert!(b.partner("01890000-0000-7000-8000-000000000000").is_err());
+    assert_eq!(b.touchpoint(&t.id).unwrap().note, "Met for coffee");
+    assert_eq!(b.search_partners("Forged", 10).unwrap().len(), 0);
+    assert_eq!(b.search_partners("True", 10).unwrap().len(), 1);
+    // Said once: loading again (after a restart too) finds nothing more to repair.
+    drop(_sub);
+    drop(b);
+    let b = open(db.path());
+    let again: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
+    let sink = again.clone();
+    let _sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
+        sink.lock().unwrap().push(e.clone())
+    }));
+    b.add_partner(partner("After")).unwrap();
+    assert!(
+        again
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| e.origin != Origin::Repaired)
+    );
 }

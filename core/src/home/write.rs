@@ -250,6 +250,7 @@ impl Home {
                     doc: Some(document),
                     saved_heads,
                     schema,
+                    repaired: Vec::new(),
                 },
             );
         }
@@ -420,6 +421,7 @@ impl Home {
                 event,
             )
         };
+        self.dispatch_repairs();
         self.listeners.dispatch(&event);
         Ok(outcome)
     }

@@ -7,6 +7,7 @@
 pub mod chunks;
 pub mod queries;
 pub mod read_model;
+pub mod repair;
 
 use std::path::Path;
 use std::time::Duration;
