@@ -3,9 +3,12 @@
 //! Automerge inflates a compressed change chunk, and every compressed column of a document
 //! chunk, without a limit: 1 MiB of DEFLATE can become a gigabyte in memory on every
 //! device that merges it, and again after each restart while the entry is pulled again.
-//! [`check`] walks the chunk headers and column metadata, inflates each compressed part
-//! into a counter (nothing is kept) and refuses the bytes when the total passes
-//! [`inflation_limit`], so Automerge never starts on a bomb.
+//! Its run-length columns are a second multiplier: a run of a billion operations takes a
+//! few bytes. [`check`] walks the chunk headers and column metadata, inflates each
+//! compressed part into a counter (nothing is kept but a compressed change's body, within
+//! the limit), reads each column's runs and refuses the bytes when the inflated total
+//! passes [`inflation_limit`] or a column's rows pass [`row_limit`], so Automerge never
+//! starts on a bomb.
 
 use std::io::Read as _;
 
@@ -32,12 +35,31 @@ pub fn inflation_limit(len: usize) -> u64 {
     MAX_INFLATED.min(FLOOR.max(RATIO.saturating_mul(len as u64)))
 }
 
-/// Refuses `bytes` when their compressed parts inflate past [`inflation_limit`], or when
-/// they hold a chunk this version does not read. Bytes that are not Automerge at all pass
-/// here and are refused by Automerge itself.
+/// How many rows (operations, or changes of a document) one column of `len` bytes of
+/// Automerge may say it holds. Run-length encoding lets a few bytes declare a run of
+/// billions of operations, each of which Automerge would decode and keep: an honest
+/// change needs about a byte per operation or more (text is a byte per character), bar a
+/// long run of deletions, which the floor leaves room for.
+pub fn row_limit(len: usize) -> u64 {
+    ROW_FLOOR.max(ROW_RATIO.saturating_mul(len as u64))
+}
+
+/// Rows any column may hold, whatever the input's size.
+const ROW_FLOOR: u64 = 1 << 20;
+/// Rows per input byte past the floor.
+const ROW_RATIO: u64 = 16;
+
+/// Refuses `bytes` when their compressed parts inflate past [`inflation_limit`], when a
+/// column's runs declare more rows than [`row_limit`], or when they hold a chunk this
+/// version does not read. Bytes that are not Automerge at all pass here and are refused
+/// by Automerge itself.
 pub fn check(bytes: &[u8]) -> Result<()> {
     let limit = inflation_limit(bytes.len());
-    let mut budget = Budget { left: limit, limit };
+    let mut budget = Budget {
+        left: limit,
+        limit,
+        rows: row_limit(bytes.len()),
+    };
     let mut rest = bytes;
     while !rest.is_empty() {
         let Some((kind, body, after)) = chunk(rest) else {
@@ -45,8 +67,11 @@ pub fn check(bytes: &[u8]) -> Result<()> {
         };
         match kind {
             DOCUMENT => document(body, &mut budget)?,
-            CHANGE => {}
-            COMPRESSED_CHANGE => budget.inflate(body)?,
+            CHANGE => change(body, &mut budget)?,
+            COMPRESSED_CHANGE => {
+                let inflated = budget.inflate(body)?;
+                change(&inflated, &mut budget)?;
+            }
             other => {
                 return Err(Error::CorruptDocument(format!(
                     "a chunk of type {other}, which this version does not read"
@@ -59,28 +84,198 @@ pub fn check(bytes: &[u8]) -> Result<()> {
 }
 
 struct Budget {
+    /// Bytes that may still be inflated.
     left: u64,
     limit: u64,
+    /// Rows one column may hold.
+    rows: u64,
+}
+
+fn cut() -> Error {
+    Error::CorruptDocument("an Automerge chunk is cut short".into())
 }
 
 impl Budget {
-    /// Inflates `deflated` into nothing, counting, and stops one byte past what is left.
-    fn inflate(&mut self, deflated: &[u8]) -> Result<()> {
+    fn too_much(&self) -> Error {
+        Error::CorruptDocument(format!(
+            "its compressed parts inflate past {} MiB, more than any change of a practice \
+             needs (a compression bomb?)",
+            self.limit >> 20
+        ))
+    }
+
+    /// Inflates compressed bytes, stopping one byte past what is left.
+    fn inflate(&mut self, deflated: &[u8]) -> Result<Vec<u8>> {
         let decoder = flate2::bufread::DeflateDecoder::new(deflated);
-        let mut limited = decoder.take(self.left + 1);
-        let out = std::io::copy(&mut limited, &mut std::io::sink()).map_err(|e| {
-            Error::CorruptDocument(format!("a compressed part cannot be inflated: {e}"))
-        })?;
-        if out > self.left {
+        let mut out = Vec::new();
+        decoder
+            .take(self.left + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                Error::CorruptDocument(format!("a compressed part cannot be inflated: {e}"))
+            })?;
+        let len = out.len() as u64;
+        if len > self.left {
+            return Err(self.too_much());
+        }
+        self.left -= len;
+        Ok(out)
+    }
+
+    /// Reads one column's data as its type encodes it (inflated first if it is
+    /// compressed, within the limit), and refuses it when its runs declare too many rows.
+    fn column(&mut self, spec: u64, data: &[u8]) -> Result<()> {
+        let rows = if spec & DEFLATE != 0 {
+            rows(spec, &self.inflate(data)?, self.rows)?
+        } else {
+            rows(spec, data, self.rows)?
+        };
+        if rows > self.rows {
             return Err(Error::CorruptDocument(format!(
-                "its compressed parts inflate past {} MiB, more than any change of a practice \
-                 needs (a compression bomb?)",
-                self.limit >> 20
+                "a column's runs declare more than {} rows, far more than its {} bytes can \
+                 hold honestly (a run-length bomb?)",
+                self.rows,
+                data.len()
             )));
         }
-        self.left -= out;
         Ok(())
     }
+}
+
+/// The rows a column's data declares, or a number past `cap` as soon as the runs pass
+/// it. Run-length columns hold runs of one value, of literal values, or of nulls; boolean
+/// columns alternating run lengths; raw value columns bytes only (their rows are counted
+/// by their metadata column).
+fn rows(spec: u64, data: &[u8], cap: u64) -> Result<u64> {
+    const BOOLEAN: u64 = 4;
+    const STRING: u64 = 5;
+    const VALUE: u64 = 7;
+    let kind = spec & 0b111;
+    let mut at = 0;
+    let mut rows: u64 = 0;
+    match kind {
+        VALUE => {}
+        BOOLEAN => {
+            while at < data.len() {
+                rows = rows.saturating_add(number(data, &mut at)?.0);
+                if rows > cap {
+                    break;
+                }
+            }
+        }
+        _ => {
+            // One value: a number, or a string's length and bytes.
+            let value = |at: &mut usize| -> Result<()> {
+                let (word, _) = number(data, at)?;
+                if kind == STRING {
+                    *at = usize::try_from(word)
+                        .ok()
+                        .and_then(|len| at.checked_add(len))
+                        .filter(|end| *end <= data.len())
+                        .ok_or_else(cut)?;
+                }
+                Ok(())
+            };
+            while at < data.len() {
+                let (_, count) = number(data, &mut at)?;
+                if count > 0 {
+                    rows = rows.saturating_add(count.unsigned_abs());
+                    value(&mut at)?;
+                } else if count < 0 {
+                    let literal = count.unsigned_abs();
+                    rows = rows.saturating_add(literal);
+                    if rows > cap {
+                        break;
+                    }
+                    for _ in 0..literal {
+                        value(&mut at)?;
+                    }
+                } else {
+                    rows = rows.saturating_add(number(data, &mut at)?.0);
+                }
+                if rows > cap {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The LEB128 number at `at`, read as unsigned and as signed, moving `at` past it.
+fn number(data: &[u8], at: &mut usize) -> Result<(u64, i64)> {
+    let mut unsigned: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let b = *data.get(*at).ok_or_else(cut)?;
+        *at += 1;
+        if shift < 64 {
+            unsigned |= u64::from(b & 0x7f) << shift;
+        }
+        shift += 7;
+        if b & 0x80 == 0 {
+            let mut signed = unsigned as i64;
+            if shift < 64 && b & 0x40 != 0 {
+                signed |= -1i64 << shift;
+            }
+            return Ok((unsigned, signed));
+        }
+        if shift >= 70 {
+            return Err(Error::CorruptDocument(
+                "an Automerge number is longer than ten bytes".into(),
+            ));
+        }
+    }
+}
+
+/// Walks a change chunk's body (dependencies, actors, sequence, time, message, column
+/// metadata) and reads each op column.
+fn change(mut body: &[u8], budget: &mut Budget) -> Result<()> {
+    let skip_n = |body: &mut &[u8], n: u64| -> Result<()> {
+        let n = usize::try_from(n).map_err(|_| cut())?;
+        *body = body.get(n..).ok_or_else(cut)?;
+        Ok(())
+    };
+    let deps = leb(&mut body).ok_or_else(cut)?;
+    skip_n(&mut body, deps.checked_mul(32).ok_or_else(cut)?)?;
+    let actor = leb(&mut body).ok_or_else(cut)?;
+    skip_n(&mut body, actor)?;
+    leb(&mut body).ok_or_else(cut)?; // seq
+    leb(&mut body).ok_or_else(cut)?; // start op
+    leb128::read::signed(&mut body).map_err(|_| cut())?; // time
+    let message = leb(&mut body).ok_or_else(cut)?;
+    skip_n(&mut body, message)?;
+    let others = leb(&mut body).ok_or_else(cut)?;
+    for _ in 0..others {
+        let len = leb(&mut body).ok_or_else(cut)?;
+        skip_n(&mut body, len)?;
+    }
+    let columns = column_specs(&mut body, 1)?;
+    for (spec, len) in columns {
+        let data = body.get(..len).ok_or_else(cut)?;
+        budget.column(spec, data)?;
+        body = &body[len..];
+    }
+    Ok(())
+}
+
+/// `groups` lists of column metadata (spec and length each).
+fn column_specs(body: &mut &[u8], groups: usize) -> Result<Vec<(u64, usize)>> {
+    let mut columns = Vec::new();
+    for _ in 0..groups {
+        let count = leb(body).ok_or_else(cut)?;
+        for _ in 0..count {
+            let spec = leb(body).ok_or_else(cut)?;
+            let len = usize::try_from(leb(body).ok_or_else(cut)?).map_err(|_| cut())?;
+            columns.push((spec, len));
+            if columns.len() > 1024 {
+                return Err(Error::CorruptDocument(
+                    "a chunk declares more columns than Automerge has".into(),
+                ));
+            }
+        }
+    }
+    Ok(columns)
 }
 
 /// The chunks of `bytes`, each whole (header and body), refusing anything but change
@@ -117,9 +312,8 @@ fn chunk(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 }
 
 /// Walks a document chunk's prefix (actors, heads, change and op column metadata) and
-/// inflates each column that is marked compressed.
+/// reads each column, inflating those marked compressed.
 fn document(mut body: &[u8], budget: &mut Budget) -> Result<()> {
-    let cut = || Error::CorruptDocument("a document chunk is cut short".into());
     let actors = leb(&mut body).ok_or_else(cut)?;
     for _ in 0..actors {
         let len = usize::try_from(leb(&mut body).ok_or_else(cut)?).map_err(|_| cut())?;
@@ -129,26 +323,10 @@ fn document(mut body: &[u8], budget: &mut Budget) -> Result<()> {
     body = body
         .get(heads.checked_mul(32).ok_or_else(cut)?..)
         .ok_or_else(cut)?;
-    let mut columns = Vec::new();
-    for _ in 0..2 {
-        let count = leb(&mut body).ok_or_else(cut)?;
-        for _ in 0..count {
-            let spec = leb(&mut body).ok_or_else(cut)?;
-            let len = usize::try_from(leb(&mut body).ok_or_else(cut)?).map_err(|_| cut())?;
-            columns.push((spec, len));
-            if columns.len() > 1024 {
-                return Err(Error::CorruptDocument(
-                    "a document chunk declares more columns than Automerge has".into(),
-                ));
-            }
-        }
-    }
     // Change columns' data, then op columns' data, in the order declared.
-    for (spec, len) in columns {
+    for (spec, len) in column_specs(&mut body, 2)? {
         let data = body.get(..len).ok_or_else(cut)?;
-        if spec & DEFLATE != 0 {
-            budget.inflate(data)?;
-        }
+        budget.column(spec, data)?;
         body = &body[len..];
     }
     Ok(())
@@ -251,6 +429,89 @@ mod tests {
         let mut bytes = document().save_after(&[]);
         bytes.extend(bomb);
         assert!(check(&bytes).is_err());
+    }
+
+    /// A change chunk whose one op column is a single run of `rows`.
+    fn run_length_bomb(rows: u64) -> Vec<u8> {
+        let mut body = Vec::new();
+        let u = |out: &mut Vec<u8>, v: u64| {
+            leb128::write::unsigned(out, v).unwrap();
+        };
+        u(&mut body, 0); // deps
+        u(&mut body, 16); // actor
+        body.extend([7u8; 16]);
+        u(&mut body, 1); // seq
+        u(&mut body, 1); // start op
+        leb128::write::signed(&mut body, 0).unwrap(); // time
+        u(&mut body, 0); // message
+        u(&mut body, 0); // other actors
+        let mut column = Vec::new();
+        leb128::write::signed(&mut column, rows as i64).unwrap();
+        u(&mut column, 1); // the value repeated
+        u(&mut body, 1); // one column
+        u(&mut body, (34 << 4) | 2); // action, an integer column
+        u(&mut body, column.len() as u64);
+        body.extend(column);
+        let mut chunk = MAGIC.to_vec();
+        chunk.extend([0; 4]);
+        chunk.push(CHANGE);
+        leb128::write::unsigned(&mut chunk, body.len() as u64).unwrap();
+        chunk.extend(body);
+        chunk
+    }
+
+    #[test]
+    fn a_run_declaring_more_rows_than_the_bytes_can_hold_is_refused() {
+        let bomb = run_length_bomb(1 << 40);
+        assert!(bomb.len() < 64, "{}", bomb.len());
+        let err = check(&bomb).unwrap_err();
+        assert!(err.to_string().contains("run-length bomb"), "{err}");
+        // Compressed, and inside a document's column, the same.
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut encoder, &bomb[10..]).unwrap();
+        let mut compressed = MAGIC.to_vec();
+        compressed.extend([0; 4]);
+        compressed.push(COMPRESSED_CHANGE);
+        let deflated = encoder.finish().unwrap();
+        leb128::write::unsigned(&mut compressed, deflated.len() as u64).unwrap();
+        compressed.extend(deflated);
+        assert!(
+            check(&compressed)
+                .unwrap_err()
+                .to_string()
+                .contains("run-length")
+        );
+        // A run the floor allows passes here (Automerge judges the rest).
+        check(&run_length_bomb(1000)).unwrap();
+    }
+
+    #[test]
+    fn long_honest_runs_pass() {
+        // Two thousand deletions in one change: every op column a single run.
+        let mut doc = Automerge::new();
+        let list = doc
+            .transact(|tx| {
+                let list = tx.put_object(&ROOT, "list", automerge::ObjType::List)?;
+                for i in 0..2_000 {
+                    tx.insert(&list, i, i as i64)?;
+                }
+                Ok::<_, automerge::AutomergeError>(list)
+            })
+            .unwrap()
+            .result;
+        let before = doc.get_heads();
+        doc.transact(|tx| {
+            for _ in 0..2_000 {
+                tx.delete(&list, 0)?;
+            }
+            Ok::<_, automerge::AutomergeError>(())
+        })
+        .unwrap();
+        let deletions = doc.save_after(&before);
+        assert!(deletions.len() < 500, "{}", deletions.len());
+        check(&deletions).unwrap();
+        check(&doc.save()).unwrap();
     }
 
     #[test]
