@@ -338,7 +338,7 @@ fn leb(bytes: &mut &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use automerge::transaction::Transactable;
     use automerge::{Automerge, ROOT};

@@ -335,11 +335,9 @@ fn encode(pending: &PendingJoin) -> Result<String> {
         .map_err(|e| Error::Conflict(format!("encoding a pending join: {e}")))
 }
 
-/// Checks a read model installed from a snapshot's records against the document just
-/// loaded, once: the rows are rebuilt from the document and the entities whose rows were
-/// wrong kept in `space.repaired` for the listeners. The mark set at the install goes in
-/// the same transaction, so a crash leaves it to be done at the next load.
-pub(super) fn verify_installed_model(conn: &rusqlite::Connection, space: &mut Space) -> Result<()> {
+/// Whether `space_id`'s document and read model were installed from a snapshot and not
+/// checked yet.
+pub(super) fn installed_unverified(conn: &rusqlite::Connection, space_id: &str) -> Result<bool> {
     let marked: Option<String> = conn
         .query_row(
             "SELECT value FROM home WHERE key = ?1",
@@ -347,7 +345,15 @@ pub(super) fn verify_installed_model(conn: &rusqlite::Connection, space: &mut Sp
             |r| r.get(0),
         )
         .optional()?;
-    if marked.as_deref() != Some(space.id.as_str()) {
+    Ok(marked.as_deref() == Some(space_id))
+}
+
+/// Checks a read model installed from a snapshot's records against the document just
+/// loaded, once: the rows are rebuilt from the document and the entities whose rows were
+/// wrong kept in `space.repaired` for the listeners. The mark set at the install goes in
+/// the same transaction, so a crash leaves it to be done at the next load.
+pub(super) fn verify_installed_model(conn: &rusqlite::Connection, space: &mut Space) -> Result<()> {
+    if !installed_unverified(conn, &space.id)? {
         return Ok(());
     }
     let doc = space.doc.as_ref().ok_or(Error::NoPractice)?;

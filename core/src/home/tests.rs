@@ -2140,3 +2140,23 @@ fn a_snapshot_whose_records_differ_from_its_document_is_repaired_at_first_load()
             .all(|e| e.origin != Origin::Repaired)
     );
 }
+
+#[test]
+fn a_snapshot_document_that_is_a_bomb_is_refused_when_first_loaded() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = practice(da.path());
+    a.add_partner(partner("Dr. Before")).unwrap();
+    let mut snapshot = a.space_snapshot(SpaceKind::Practice).unwrap();
+    // The document as a member sealed it, with a change inflating to 64 MiB after it.
+    snapshot
+        .document
+        .extend(crate::doc::bounds::tests::change_bomb(64 << 20));
+    let b = open(db.path());
+    let practice_id = a.identity().unwrap().unwrap().practice_id;
+    join_as_ben(&b, &practice_id, &snapshot).unwrap();
+    let err = b.load_document(SpaceKind::Practice).unwrap_err();
+    assert!(matches!(err, Error::CorruptDocument(_)), "{err}");
+    assert!(err.to_string().contains("inflate past"), "{err}");
+    // What the device could read before, it still reads.
+    assert!(b.partners_by_exact_name("Dr. Before").unwrap().is_some());
+}
