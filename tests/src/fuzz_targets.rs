@@ -6,7 +6,7 @@
 use std::sync::{Mutex, OnceLock};
 
 use rapport_core::Home;
-use rapport_core::doc::bounds;
+use rapport_core::doc::{bounds, guard};
 use rapport_core::exchange::ImportOptions;
 use rapport_core::sealed::crypto::{self, SpaceKey};
 use rapport_core::sealed::fragment::{self, Reassembly};
@@ -149,7 +149,12 @@ pub fn csv_import(data: &[u8]) {
     let _ = fixture.home.import_csv(data, options, &|_| {});
 }
 
-/// Automerge bytes from a colleague, checked for how far they inflate.
+/// Automerge bytes from a colleague: checked for how far they inflate and how many rows
+/// their runs declare, then, when they pass, decoded as an entry's changes and loaded as
+/// a document by Automerge behind the guard (which turns a panic inside it into an error).
 pub fn automerge_bounds(data: &[u8]) {
-    let _ = bounds::check(data);
+    if bounds::check(data).is_ok() {
+        let _ = guard::changes(data);
+        let _ = guard::load(data);
+    }
 }

@@ -3,6 +3,7 @@
 //!
 //! Usage: rapport-bench store|insights|relay|sync [--latency-only|--bootstrap-only|--membership-only]
 
+mod cold_write;
 mod membership_bench;
 mod relay_bench;
 mod sync_bench;
@@ -47,6 +48,17 @@ fn run() -> Result<()> {
         // Internal: one cold open in a fresh process; prints milliseconds.
         Some("cold-open") => cold_open(Path::new(
             args.get(1).context("cold-open needs a home directory")?,
+        )),
+        // Internal: the first write, merge, or naive write of a new process (cold_write).
+        Some("cold-write") => cold_write::child_write(Path::new(
+            args.get(1).context("cold-write needs a home directory")?,
+        )),
+        Some("cold-merge") => cold_write::child_merge(
+            Path::new(args.get(1).context("cold-merge needs a home directory")?),
+            Path::new(args.get(2).context("cold-merge needs a change file")?),
+        ),
+        Some("naive-write") => cold_write::child_naive(Path::new(
+            args.get(1).context("naive-write needs a document file")?,
         )),
         _ => bail!(USAGE),
     }
@@ -140,6 +152,9 @@ fn store() -> Result<()> {
     }
     let cold_open_first_page_ms = percentile(&mut cold, 0.5);
 
+    // The first write and the first merge of a new process, and the naive baseline.
+    let cold = cold_write::measure(dir.path())?;
+
     let home = Home::open(dir.path())?;
     let bytes = home.export_document(SpaceKind::Practice)?;
     let mut loads = Vec::new();
@@ -219,6 +234,28 @@ fn store() -> Result<()> {
     println!("{:<28} {:>12.3}", "search_p99_ms", search_p99_ms);
     println!("{:<28} {:>12.3}", "write_p50_ms", write_p50_ms);
     println!("{:<28} {:>12.3}  ≤ 5 ms", "write_p99_ms", write_p99_ms);
+    println!(
+        "{:<28} {:>12.1}  ≤ 50 ms (naive {:.1}: {:.1}x)",
+        "cold_first_write_ms",
+        cold.write_ms,
+        cold.naive_write_ms,
+        cold.naive_write_ms / cold.write_ms
+    );
+    println!(
+        "{:<28} {:>12.1}  ≤ 150 MB (naive {:.1}: {:.1}x)",
+        "cold_first_write_rss_mb",
+        cold.write_rss_mb,
+        cold.naive_write_rss_mb,
+        cold.naive_write_rss_mb / cold.write_rss_mb
+    );
+    println!(
+        "{:<28} {:>12.1}  ≤ 50 ms",
+        "cold_first_merge_ms", cold.merge_ms
+    );
+    println!(
+        "{:<28} {:>12.1}",
+        "cold_first_merge_rss_mb", cold.merge_rss_mb
+    );
     println!("{:<28} {:>12}", "disk_bytes", disk_bytes);
     if let Some(generate_s) = generate_s {
         println!("{:<28} {:>12.1}", "generate_s", generate_s);
@@ -233,6 +270,14 @@ fn store() -> Result<()> {
         "write_p50_ms": write_p50_ms,
         "write_p99_ms": write_p99_ms,
         "disk_bytes": disk_bytes,
+        "cold_first_write_ms": cold.write_ms,
+        "cold_first_write_rss_mb": cold.write_rss_mb,
+        "cold_first_merge_ms": cold.merge_ms,
+        "cold_first_merge_rss_mb": cold.merge_rss_mb,
+        "naive_first_write_ms": cold.naive_write_ms,
+        "naive_first_write_rss_mb": cold.naive_write_rss_mb,
+        "cold_first_write_speedup": cold.naive_write_ms / cold.write_ms,
+        "cold_first_write_rss_ratio": cold.naive_write_rss_mb / cold.write_rss_mb,
         "generate_s": generate_s,
         "document_bytes": bytes.len(),
         "practice": { "partners": LARGE.partners, "touchpoints": LARGE.touchpoints, "referrals": LARGE.referrals, "members": LARGE.members, "streams": LARGE.streams },
