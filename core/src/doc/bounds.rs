@@ -52,7 +52,7 @@ const ROW_RATIO: u64 = 16;
 /// Refuses `bytes` when their compressed parts inflate past [`inflation_limit`], when a
 /// column's runs declare more rows than [`row_limit`], or when they hold a chunk this
 /// version does not read. Bytes that are not Automerge at all pass here and are refused
-/// by Automerge itself.
+/// by Automerge itself. Compressed parts are read as they inflate, never held whole.
 pub fn check(bytes: &[u8]) -> Result<()> {
     let limit = inflation_limit(bytes.len());
     let mut budget = Budget {
@@ -67,11 +67,11 @@ pub fn check(bytes: &[u8]) -> Result<()> {
         };
         match kind {
             DOCUMENT => document(body, &mut budget)?,
-            CHANGE => change(body, &mut budget)?,
-            COMPRESSED_CHANGE => {
-                let inflated = budget.inflate(body)?;
-                change(&inflated, &mut budget)?;
-            }
+            CHANGE => change(&mut Slice { data: body }, &mut budget)?,
+            COMPRESSED_CHANGE => budget.inflating(body, |source, budget| {
+                change(source, budget)?;
+                source.skip(u64::MAX)
+            })?,
             other => {
                 return Err(Error::CorruptDocument(format!(
                     "a chunk of type {other}, which this version does not read"
@@ -104,41 +104,175 @@ impl Budget {
         ))
     }
 
-    /// Inflates compressed bytes, stopping one byte past what is left.
-    fn inflate(&mut self, deflated: &[u8]) -> Result<Vec<u8>> {
-        let decoder = flate2::bufread::DeflateDecoder::new(deflated);
-        let mut out = Vec::new();
-        decoder
-            .take(self.left + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                Error::CorruptDocument(format!("a compressed part cannot be inflated: {e}"))
-            })?;
-        let len = out.len() as u64;
-        if len > self.left {
+    /// Runs `read` over `deflated` as it inflates (stopping one byte past what is left),
+    /// `read` reading to the end; then counts what it inflated against the budget.
+    fn inflating(
+        &mut self,
+        deflated: &[u8],
+        read: impl FnOnce(&mut Inflating<'_>, &Budget) -> Result<()>,
+    ) -> Result<()> {
+        let mut source = Inflating {
+            decoder: flate2::bufread::DeflateDecoder::new(deflated).take(self.left + 1),
+            buf: vec![0; 64 << 10],
+            pos: 0,
+            len: 0,
+            produced: 0,
+        };
+        let result = read(&mut source, self);
+        if source.produced > self.left {
             return Err(self.too_much());
         }
-        self.left -= len;
-        Ok(out)
+        result?;
+        self.left -= source.produced;
+        Ok(())
     }
 
-    /// Reads one column's data as its type encodes it (inflated first if it is
-    /// compressed, within the limit), and refuses it when its runs declare too many rows.
+    /// Reads one column's runs (inflating them first if compressed) and refuses the
+    /// column when they declare too many rows.
     fn column(&mut self, spec: u64, data: &[u8]) -> Result<()> {
-        let rows = if spec & DEFLATE != 0 {
-            rows(spec, &self.inflate(data)?, self.rows)?
+        if spec & DEFLATE != 0 {
+            self.inflating(data, |source, budget| {
+                budget.rows_of(spec, source, data.len())
+            })
         } else {
-            rows(spec, data, self.rows)?
-        };
-        if rows > self.rows {
+            self.rows_of(spec, &mut Slice { data }, data.len())
+        }
+    }
+
+    fn rows_of(&self, spec: u64, source: &mut impl Source, len: usize) -> Result<()> {
+        if rows(spec, source, self.rows)? > self.rows {
             return Err(Error::CorruptDocument(format!(
-                "a column's runs declare more than {} rows, far more than its {} bytes can \
-                 hold honestly (a run-length bomb?)",
-                self.rows,
-                data.len()
+                "a column's runs declare more than {} rows, far more than its {len} bytes \
+                 can hold honestly (a run-length bomb?)",
+                self.rows
             )));
         }
         Ok(())
+    }
+}
+
+/// Bytes read in order, from a slice or as they inflate.
+trait Source {
+    /// The next byte, `None` at the end.
+    fn byte(&mut self) -> Result<Option<u8>>;
+    /// Skips `n` bytes, or to the end when fewer are left (`u64::MAX`: to the end).
+    fn skip(&mut self, n: u64) -> Result<()>;
+    /// Skips exactly `n` bytes, refusing a source that ends first.
+    fn skip_exactly(&mut self, n: u64) -> Result<()>;
+}
+
+struct Slice<'a> {
+    data: &'a [u8],
+}
+
+impl Source for Slice<'_> {
+    fn byte(&mut self) -> Result<Option<u8>> {
+        let Some((&b, rest)) = self.data.split_first() else {
+            return Ok(None);
+        };
+        self.data = rest;
+        Ok(Some(b))
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        let n = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
+        self.data = &self.data[n..];
+        Ok(())
+    }
+
+    fn skip_exactly(&mut self, n: u64) -> Result<()> {
+        let n = usize::try_from(n).map_err(|_| cut())?;
+        self.data = self.data.get(n..).ok_or_else(cut)?;
+        Ok(())
+    }
+}
+
+/// A compressed part as it inflates, a window at a time.
+struct Inflating<'a> {
+    decoder: std::io::Take<flate2::bufread::DeflateDecoder<&'a [u8]>>,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    produced: u64,
+}
+
+impl Inflating<'_> {
+    /// Fills the window when it is used up; `false` at the end.
+    fn fill(&mut self) -> Result<bool> {
+        if self.pos < self.len {
+            return Ok(true);
+        }
+        self.len = self.decoder.read(&mut self.buf).map_err(|e| {
+            Error::CorruptDocument(format!("a compressed part cannot be inflated: {e}"))
+        })?;
+        self.pos = 0;
+        self.produced += self.len as u64;
+        Ok(self.len > 0)
+    }
+}
+
+impl Source for Inflating<'_> {
+    fn byte(&mut self) -> Result<Option<u8>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(Some(b))
+    }
+
+    fn skip(&mut self, mut n: u64) -> Result<()> {
+        while n > 0 && self.fill()? {
+            let step = usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .min(self.len - self.pos);
+            self.pos += step;
+            n -= step as u64;
+        }
+        Ok(())
+    }
+
+    fn skip_exactly(&mut self, n: u64) -> Result<()> {
+        let before = self.produced - (self.len - self.pos) as u64;
+        self.skip(n)?;
+        let after = self.produced - (self.len - self.pos) as u64;
+        if after - before < n {
+            return Err(cut());
+        }
+        Ok(())
+    }
+}
+
+/// The next `left` bytes of a source.
+struct Limited<'s, S: ?Sized> {
+    inner: &'s mut S,
+    left: u64,
+}
+
+impl<S: Source + ?Sized> Source for Limited<'_, S> {
+    fn byte(&mut self) -> Result<Option<u8>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let b = self.inner.byte()?.ok_or_else(cut)?;
+        self.left -= 1;
+        Ok(Some(b))
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        let n = n.min(self.left);
+        self.inner.skip_exactly(n)?;
+        self.left -= n;
+        Ok(())
+    }
+
+    fn skip_exactly(&mut self, n: u64) -> Result<()> {
+        if n > self.left {
+            return Err(cut());
+        }
+        self.skip(n)
     }
 }
 
@@ -146,41 +280,35 @@ impl Budget {
 /// it. Run-length columns hold runs of one value, of literal values, or of nulls; boolean
 /// columns alternating run lengths; raw value columns bytes only (their rows are counted
 /// by their metadata column).
-fn rows(spec: u64, data: &[u8], cap: u64) -> Result<u64> {
+fn rows(spec: u64, data: &mut impl Source, cap: u64) -> Result<u64> {
     const BOOLEAN: u64 = 4;
     const STRING: u64 = 5;
     const VALUE: u64 = 7;
     let kind = spec & 0b111;
-    let mut at = 0;
+    // One value: a number, or a string's length and bytes.
+    let value = |data: &mut _| -> Result<()> {
+        let (word, _) = number(data)?.ok_or_else(cut)?;
+        if kind == STRING {
+            Source::skip_exactly(data, word)?;
+        }
+        Ok(())
+    };
     let mut rows: u64 = 0;
     match kind {
-        VALUE => {}
+        VALUE => data.skip(u64::MAX)?,
         BOOLEAN => {
-            while at < data.len() {
-                rows = rows.saturating_add(number(data, &mut at)?.0);
+            while let Some((run, _)) = number(data)? {
+                rows = rows.saturating_add(run);
                 if rows > cap {
                     break;
                 }
             }
         }
         _ => {
-            // One value: a number, or a string's length and bytes.
-            let value = |at: &mut usize| -> Result<()> {
-                let (word, _) = number(data, at)?;
-                if kind == STRING {
-                    *at = usize::try_from(word)
-                        .ok()
-                        .and_then(|len| at.checked_add(len))
-                        .filter(|end| *end <= data.len())
-                        .ok_or_else(cut)?;
-                }
-                Ok(())
-            };
-            while at < data.len() {
-                let (_, count) = number(data, &mut at)?;
+            while let Some((_, count)) = number(data)? {
                 if count > 0 {
                     rows = rows.saturating_add(count.unsigned_abs());
-                    value(&mut at)?;
+                    value(data)?;
                 } else if count < 0 {
                     let literal = count.unsigned_abs();
                     rows = rows.saturating_add(literal);
@@ -188,10 +316,10 @@ fn rows(spec: u64, data: &[u8], cap: u64) -> Result<u64> {
                         break;
                     }
                     for _ in 0..literal {
-                        value(&mut at)?;
+                        value(data)?;
                     }
                 } else {
-                    rows = rows.saturating_add(number(data, &mut at)?.0);
+                    rows = rows.saturating_add(number(data)?.ok_or_else(cut)?.0);
                 }
                 if rows > cap {
                     break;
@@ -202,13 +330,14 @@ fn rows(spec: u64, data: &[u8], cap: u64) -> Result<u64> {
     Ok(rows)
 }
 
-/// The LEB128 number at `at`, read as unsigned and as signed, moving `at` past it.
-fn number(data: &[u8], at: &mut usize) -> Result<(u64, i64)> {
+/// The next LEB128 number, read as unsigned and as signed; `None` at the end.
+fn number(data: &mut impl Source) -> Result<Option<(u64, i64)>> {
+    let Some(mut b) = data.byte()? else {
+        return Ok(None);
+    };
     let mut unsigned: u64 = 0;
     let mut shift = 0;
     loop {
-        let b = *data.get(*at).ok_or_else(cut)?;
-        *at += 1;
         if shift < 64 {
             unsigned |= u64::from(b & 0x7f) << shift;
         }
@@ -218,55 +347,55 @@ fn number(data: &[u8], at: &mut usize) -> Result<(u64, i64)> {
             if shift < 64 && b & 0x40 != 0 {
                 signed |= -1i64 << shift;
             }
-            return Ok((unsigned, signed));
+            return Ok(Some((unsigned, signed)));
         }
         if shift >= 70 {
             return Err(Error::CorruptDocument(
                 "an Automerge number is longer than ten bytes".into(),
             ));
         }
+        b = data.byte()?.ok_or_else(cut)?;
     }
 }
 
 /// Walks a change chunk's body (dependencies, actors, sequence, time, message, column
-/// metadata) and reads each op column.
-fn change(mut body: &[u8], budget: &mut Budget) -> Result<()> {
-    let skip_n = |body: &mut &[u8], n: u64| -> Result<()> {
-        let n = usize::try_from(n).map_err(|_| cut())?;
-        *body = body.get(n..).ok_or_else(cut)?;
-        Ok(())
-    };
-    let deps = leb(&mut body).ok_or_else(cut)?;
-    skip_n(&mut body, deps.checked_mul(32).ok_or_else(cut)?)?;
-    let actor = leb(&mut body).ok_or_else(cut)?;
-    skip_n(&mut body, actor)?;
-    leb(&mut body).ok_or_else(cut)?; // seq
-    leb(&mut body).ok_or_else(cut)?; // start op
-    leb128::read::signed(&mut body).map_err(|_| cut())?; // time
-    let message = leb(&mut body).ok_or_else(cut)?;
-    skip_n(&mut body, message)?;
-    let others = leb(&mut body).ok_or_else(cut)?;
-    for _ in 0..others {
-        let len = leb(&mut body).ok_or_else(cut)?;
-        skip_n(&mut body, len)?;
+/// metadata) and reads each op column (a change's columns are never compressed).
+fn change(body: &mut impl Source, budget: &Budget) -> Result<()> {
+    let deps = number(body)?.ok_or_else(cut)?.0;
+    body.skip_exactly(deps.checked_mul(32).ok_or_else(cut)?)?;
+    let actor = number(body)?.ok_or_else(cut)?.0;
+    body.skip_exactly(actor)?;
+    for _ in 0..3 {
+        number(body)?.ok_or_else(cut)?; // seq, start op, time
     }
-    let columns = column_specs(&mut body, 1)?;
+    let message = number(body)?.ok_or_else(cut)?.0;
+    body.skip_exactly(message)?;
+    let others = number(body)?.ok_or_else(cut)?.0;
+    for _ in 0..others {
+        let len = number(body)?.ok_or_else(cut)?.0;
+        body.skip_exactly(len)?;
+    }
+    let columns = column_specs(body, 1)?;
     for (spec, len) in columns {
-        let data = body.get(..len).ok_or_else(cut)?;
-        budget.column(spec, data)?;
-        body = &body[len..];
+        let mut data = Limited {
+            inner: &mut *body,
+            left: len,
+        };
+        budget.rows_of(spec, &mut data, usize::try_from(len).unwrap_or(usize::MAX))?;
+        let rest = data.left;
+        body.skip_exactly(rest)?;
     }
     Ok(())
 }
 
 /// `groups` lists of column metadata (spec and length each).
-fn column_specs(body: &mut &[u8], groups: usize) -> Result<Vec<(u64, usize)>> {
+fn column_specs(body: &mut impl Source, groups: usize) -> Result<Vec<(u64, u64)>> {
     let mut columns = Vec::new();
     for _ in 0..groups {
-        let count = leb(body).ok_or_else(cut)?;
+        let count = number(body)?.ok_or_else(cut)?.0;
         for _ in 0..count {
-            let spec = leb(body).ok_or_else(cut)?;
-            let len = usize::try_from(leb(body).ok_or_else(cut)?).map_err(|_| cut())?;
+            let spec = number(body)?.ok_or_else(cut)?.0;
+            let len = number(body)?.ok_or_else(cut)?.0;
             columns.push((spec, len));
             if columns.len() > 1024 {
                 return Err(Error::CorruptDocument(
@@ -313,18 +442,20 @@ fn chunk(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// Walks a document chunk's prefix (actors, heads, change and op column metadata) and
 /// reads each column, inflating those marked compressed.
-fn document(mut body: &[u8], budget: &mut Budget) -> Result<()> {
-    let actors = leb(&mut body).ok_or_else(cut)?;
+fn document(body: &[u8], budget: &mut Budget) -> Result<()> {
+    let mut head = Slice { data: body };
+    let actors = number(&mut head)?.ok_or_else(cut)?.0;
     for _ in 0..actors {
-        let len = usize::try_from(leb(&mut body).ok_or_else(cut)?).map_err(|_| cut())?;
-        body = body.get(len..).ok_or_else(cut)?;
+        let len = number(&mut head)?.ok_or_else(cut)?.0;
+        head.skip_exactly(len)?;
     }
-    let heads = usize::try_from(leb(&mut body).ok_or_else(cut)?).map_err(|_| cut())?;
-    body = body
-        .get(heads.checked_mul(32).ok_or_else(cut)?..)
-        .ok_or_else(cut)?;
+    let heads = number(&mut head)?.ok_or_else(cut)?.0;
+    head.skip_exactly(heads.checked_mul(32).ok_or_else(cut)?)?;
     // Change columns' data, then op columns' data, in the order declared.
-    for (spec, len) in column_specs(&mut body, 2)? {
+    let columns = column_specs(&mut head, 2)?;
+    let mut body = head.data;
+    for (spec, len) in columns {
+        let len = usize::try_from(len).map_err(|_| cut())?;
         let data = body.get(..len).ok_or_else(cut)?;
         budget.column(spec, data)?;
         body = &body[len..];
