@@ -223,6 +223,21 @@ pub fn id(field: &str, value: &str) -> Result<String> {
         .map_err(|_| Error::invalid(field, format!("{value:?} is not a Rapport id")))
 }
 
+/// Validates a follow-up backoff (days between unanswered attempts); empty means "none of
+/// its own". Returns the stored form.
+pub fn cadence_steps(field: &str, steps: &[u32]) -> Result<Option<String>> {
+    if steps.len() > 12 {
+        return Err(crate::Error::invalid(field, "at most 12 steps"));
+    }
+    if let Some(bad) = steps.iter().find(|d| !(1..=366).contains(*d)) {
+        return Err(crate::Error::invalid(
+            field,
+            format!("{bad} is not a number of days between 1 and 366"),
+        ));
+    }
+    Ok((!steps.is_empty()).then(|| crate::doc::project::format_steps(steps)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

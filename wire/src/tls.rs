@@ -35,12 +35,22 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The handshake signature schemes both sides offer and accept: every identity is an
+/// Ed25519 key, the relay's and the devices' alike.
+const SCHEMES: &[SignatureScheme] = &[SignatureScheme::ED25519];
+
+/// Verifies a TLS 1.3 handshake signature made with one of [`SCHEMES`].
 fn tls13_only(
     algs: &WebPkiSupportedAlgorithms,
     message: &[u8],
     cert: &CertificateDer<'_>,
     dss: &DigitallySignedStruct,
 ) -> Result<HandshakeSignatureValid, rustls::Error> {
+    if !SCHEMES.contains(&dss.scheme) {
+        return Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::NoSignatureSchemesInCommon,
+        ));
+    }
     verify_tls13_signature(message, cert, dss, algs)
 }
 
@@ -95,7 +105,7 @@ impl ClientCertVerifier for SelfSignedClients {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        vec![SignatureScheme::ED25519]
+        SCHEMES.to_vec()
     }
 }
 
@@ -146,7 +156,7 @@ impl ServerCertVerifier for PinnedRelay {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
+        SCHEMES.to_vec()
     }
 }
 
@@ -254,4 +264,23 @@ pub fn anonymous_client_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls).map_err(|_| TlsError::NoInitialCipherSuite)?;
     Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn both_sides_offer_and_accept_one_scheme_list() {
+        let algs = provider().signature_verification_algorithms;
+        let relay_side = SelfSignedClients { algs };
+        let device_side = PinnedRelay {
+            fingerprint: [0; 32],
+            algs,
+        };
+        assert_eq!(relay_side.supported_verify_schemes(), SCHEMES);
+        assert_eq!(device_side.supported_verify_schemes(), SCHEMES);
+    }
 }

@@ -229,6 +229,20 @@ pub fn entity<R: ReadDoc>(doc: &R, coll: Collection, id: &str) -> Result<Option<
     Ok(fields::get_map(doc, &parent, id))
 }
 
+/// The map of one entity that must exist: [`Error::NotFound`] naming it (`entity`, as a
+/// user says it) otherwise.
+pub fn existing<R: ReadDoc>(
+    doc: &R,
+    coll: Collection,
+    entity: &'static str,
+    id: &str,
+) -> Result<ObjId> {
+    self::entity(doc, coll, id)?.ok_or_else(|| Error::NotFound {
+        entity,
+        id: id.to_string(),
+    })
+}
+
 /// The entities whose state differs between two sets of heads, found from Automerge's
 /// patches: used after merging remote changes to update only what moved in the read model.
 pub fn changed_entities(

@@ -8,12 +8,12 @@ use automerge::transaction::{Transactable, Transaction};
 use automerge::{ObjId, ObjType, ReadDoc};
 
 use super::Ctx;
-use super::partner_edit::{CheckedEdit, cadence_steps};
+use super::partner_edit::CheckedEdit;
 use crate::doc::fields::{
     get_bool, get_i64, get_str, put_bool, put_opt_str, put_set, put_str, put_text, put_time,
     put_uint,
 };
-use crate::doc::{self, Collection, EntityRef, SpaceKind, project};
+use crate::doc::{self, Collection, EntityRef, SpaceKind, existing, project};
 use crate::error::{Error, Result};
 use crate::model::{
     EntityKind, Followup, Member, NewFollowup, NewPartner, NewReferral, NewTouchpoint, Note,
@@ -446,7 +446,7 @@ impl<'a, 'b> Batch<'a, 'b> {
                 "give at least one step, e.g. 14,21,30",
             ));
         }
-        let stored = cadence_steps("cadence_steps", steps)?.unwrap_or_default();
+        let stored = validate::cadence_steps("cadence_steps", steps)?.unwrap_or_default();
         let settings = doc::collection(self.tx, Collection::Settings)?;
         put_str(self.tx, &settings, "cadence_steps", &stored)?;
         self.done(EntityKind::Practice, "");
@@ -600,18 +600,6 @@ fn lost(entity: &str, id: &str) -> Error {
 pub(super) fn touch<T: Transactable>(tx: &mut T, o: &ObjId, ctx: &Ctx) -> Result<()> {
     put_time(tx, o, "updated_at", ctx.now_ms)?;
     put_str(tx, o, "updated_by", &ctx.member_id)
-}
-
-pub(super) fn existing<R: ReadDoc>(
-    tx: &R,
-    coll: Collection,
-    entity: &'static str,
-    id: &str,
-) -> Result<ObjId> {
-    doc::entity(tx, coll, id)?.ok_or_else(|| Error::NotFound {
-        entity,
-        id: id.to_string(),
-    })
 }
 
 fn active_partner<R: ReadDoc>(tx: &R, id: &str) -> Result<ObjId> {

@@ -6,9 +6,8 @@ use automerge::ObjId;
 use automerge::ReadDoc;
 use automerge::transaction::Transactable;
 
-use super::batch::existing;
-use crate::doc::Collection;
 use crate::doc::fields::{put_bool, put_opt_str, put_set, put_str, put_text};
+use crate::doc::{Collection, existing};
 use crate::error::Result;
 use crate::model::PartnerEdit;
 use crate::privacy::Screen;
@@ -113,7 +112,7 @@ impl CheckedEdit {
             owner_member: reference("owner_member", edit.owner_member)?,
             cadence_steps: edit
                 .cadence_steps
-                .map(|steps| cadence_steps("cadence_steps", &steps))
+                .map(|steps| crate::validate::cadence_steps("cadence_steps", &steps))
                 .transpose()?,
         })
     }
@@ -163,19 +162,4 @@ impl CheckedEdit {
         }
         Ok(())
     }
-}
-
-/// Validates a follow-up backoff (days between unanswered attempts); empty means "none of
-/// its own". Returns the stored form.
-pub(super) fn cadence_steps(field: &str, steps: &[u32]) -> Result<Option<String>> {
-    if steps.len() > 12 {
-        return Err(crate::Error::invalid(field, "at most 12 steps"));
-    }
-    if let Some(bad) = steps.iter().find(|d| !(1..=366).contains(*d)) {
-        return Err(crate::Error::invalid(
-            field,
-            format!("{bad} is not a number of days between 1 and 366"),
-        ));
-    }
-    Ok((!steps.is_empty()).then(|| crate::doc::project::format_steps(steps)))
 }
