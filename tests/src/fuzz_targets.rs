@@ -11,7 +11,8 @@ use rapport_core::exchange::ImportOptions;
 use rapport_core::sealed::crypto::{self, SpaceKey};
 use rapport_core::sealed::fragment::{self, Reassembly};
 use rapport_core::sealed::{entry, snapshot::SpaceSnapshot};
-use rapport_core::store::read_model::{self, Records};
+use rapport_core::store::read_model::Records;
+use rapport_core::store::tables_image;
 use rapport_wire::codes::{InviteCode, SetupCode};
 use rapport_wire::frames::{self, MAX_FRAME, Request, Response};
 use rapport_wire::{DeviceId, SpaceId};
@@ -136,7 +137,7 @@ pub fn tables_image(data: &[u8]) {
         tables: Some(data.to_vec()),
         ..Records::default()
     };
-    let _ = read_model::with_tables(&mut conn, &records, |_| Ok(()));
+    let _ = tables_image::with_tables(&mut conn, &records, |_| Ok(()));
 }
 
 /// A spreadsheet tracker, imported as a dry run.

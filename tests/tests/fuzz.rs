@@ -288,7 +288,7 @@ fn write_seed_corpora() {
     write(
         "tables_image",
         "image",
-        &read_model::export_tables(&mut conn).unwrap(),
+        &rapport_core::store::tables_image::export_tables(&mut conn).unwrap(),
     );
 
     // A spreadsheet tracker.

@@ -23,7 +23,7 @@ use crate::doc::{self, SCHEMA_VERSION, SpaceKind};
 use crate::error::{Error, Result};
 use crate::model::{EntityKind, Identity, Member};
 use crate::sealed::snapshot::{SnapshotTables, SpaceSnapshot, compress_records};
-use crate::store::{chunks, read_model};
+use crate::store::{chunks, read_model, tables_image};
 use crate::validate;
 use crate::vocab::Role;
 
@@ -70,7 +70,9 @@ impl Home {
             let records =
                 compress_records(&read_model::export(conn, &space_id, kind, !as_tables)?)?;
             let tables = if as_tables {
-                Some(SnapshotTables::compress(&read_model::export_tables(conn)?)?)
+                Some(SnapshotTables::compress(&tables_image::export_tables(
+                    conn,
+                )?)?)
             } else {
                 None
             };
@@ -217,7 +219,7 @@ impl Home {
         ensure_no_practice(writer)?;
         let (ids, pending, personal) = make(&device_id(&writer.conn)?)?;
         let personal_heads = personal.get_heads();
-        read_model::with_tables(&mut writer.conn, records, |conn| {
+        tables_image::with_tables(&mut writer.conn, records, |conn| {
             let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             for (key, value) in [
                 ("member_id", ids.member_id.clone()),

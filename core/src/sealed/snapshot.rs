@@ -11,7 +11,7 @@
 //!
 //! A practice's touchpoints, referrals and follow-ups travel as the tables image: the
 //! joiner checks it and copies its records into its own tables as they are, without
-//! decoding them (see [`read_model::with_tables`]). Snapshots from before the image carry
+//! decoding them (see [`crate::store::tables_image::with_tables`]). Snapshots from before the image carry
 //! them in the JSON, as consecutive zstd frames cut where those arrays start and end;
 //! those frames are decompressed on two threads and the arrays handed to SQLite as text.
 
@@ -60,7 +60,7 @@ pub struct SpaceSnapshot {
 }
 
 /// A read model's large collections as a snapshot carries them: an SQLite image of their
-/// tables ([`read_model::export_tables`]), zstd-compressed.
+/// tables ([`crate::store::tables_image::export_tables`]), zstd-compressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotTables {
     /// The store version of the device that wrote them (the tables' definitions).
@@ -70,7 +70,7 @@ pub struct SnapshotTables {
 }
 
 impl SnapshotTables {
-    /// Compresses an image from [`read_model::export_tables`].
+    /// Compresses an image from [`crate::store::tables_image::export_tables`].
     pub fn compress(image: &[u8]) -> Result<SnapshotTables> {
         Ok(SnapshotTables {
             store_version: STORE_VERSION,

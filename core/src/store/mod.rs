@@ -8,6 +8,7 @@ pub mod chunks;
 pub mod queries;
 pub mod read_model;
 pub mod repair;
+pub mod tables_image;
 
 use std::path::Path;
 use std::time::Duration;
