@@ -40,7 +40,8 @@ pub enum Error {
         /// The id that was asked for.
         id: String,
     },
-    /// The operation conflicts with the current state (e.g. touching an archived partner).
+    /// The operation conflicts with the current state (e.g. touching an archived partner):
+    /// something the user can resolve. A broken invariant is [`Error::Internal`].
     #[error("{0}")]
     Conflict(String),
     /// The home has no practice yet.

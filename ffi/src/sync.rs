@@ -106,7 +106,7 @@ impl RapportHome {
     pub fn start_sync(&self, listener: Arc<dyn SyncStatusListener>) -> Result<Arc<SyncHandle>> {
         let mut running =
             self.sync.running.lock().map_err(|_| {
-                RapportError::Conflict("background sync state is unavailable".into())
+                RapportError::Internal("background sync state is unavailable".into())
             })?;
         if running.upgrade().is_some_and(|h| h.is_running()) {
             return Err(RapportError::Conflict(

@@ -85,7 +85,7 @@ impl Home {
             "referrals": referrals,
             "followups": followups,
         });
-        serde_json::to_vec_pretty(&value).map_err(|e| Error::Conflict(format!("export: {e}")))
+        serde_json::to_vec_pretty(&value).map_err(|e| Error::Internal(format!("export: {e}")))
     }
 
     fn export_csv(&self) -> Result<Vec<u8>> {
@@ -94,7 +94,7 @@ impl Home {
             .into_iter()
             .map(|s| (s.id, s.name))
             .collect();
-        let failed = |e: csv::Error| Error::Conflict(format!("writing CSV: {e}"));
+        let failed = |e: csv::Error| Error::Internal(format!("writing CSV: {e}"));
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(CSV_COLUMNS).map_err(failed)?;
         for p in self.all_partners(false)? {
@@ -119,6 +119,6 @@ impl Home {
         }
         writer
             .into_inner()
-            .map_err(|e| Error::Conflict(format!("writing CSV: {e}")))
+            .map_err(|e| Error::Internal(format!("writing CSV: {e}")))
     }
 }

@@ -232,13 +232,13 @@ impl Home {
                     }
                 }
                 if commit_every.is_none() {
-                    return Err(Error::Conflict(ROLLED_BACK.into()));
+                    return Err(Error::Internal(ROLLED_BACK.into()));
                 }
                 Ok(())
             });
             match outcome {
                 Ok(()) => {}
-                Err(Error::Conflict(m)) if m == ROLLED_BACK => {}
+                Err(Error::Internal(m)) if m == ROLLED_BACK => {}
                 Err(e) => return Err(e),
             }
         }

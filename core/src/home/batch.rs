@@ -58,7 +58,7 @@ impl<'a, 'b> Batch<'a, 'b> {
         if self.space == space {
             Ok(())
         } else {
-            Err(Error::Conflict(format!(
+            Err(Error::Internal(format!(
                 "{what} belongs to the {} space, not this {} batch",
                 space.code(),
                 self.space.code()
@@ -591,7 +591,7 @@ pub(super) fn add_member<T: Transactable + ReadDoc>(
 }
 
 fn lost(entity: &str, id: &str) -> Error {
-    Error::Conflict(format!(
+    Error::Internal(format!(
         "the {entity} {id} could not be read back after writing it"
     ))
 }

@@ -488,7 +488,7 @@ impl Writer {
             // signatures) and an X25519 key (epoch keys are wrapped to it). Its id is
             // the one the key gives, so the relay and every peer agree on it.
             let identity = rapport_wire::identity::Identity::generate("rapport-device")
-                .map_err(|e| Error::Conflict(format!("cannot create the device key: {e}")))?;
+                .map_err(|e| Error::Internal(format!("cannot create the device key: {e}")))?;
             let box_key = crate::sealed::crypto::BoxKey::generate();
             let b64 = |bytes: &[u8]| {
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)

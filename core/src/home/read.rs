@@ -35,7 +35,7 @@ impl Home {
     /// This device's id (exists from the first open).
     pub fn device_id(&self) -> Result<String> {
         queries::home_value(&self.lock_reader(), "device_id")?
-            .ok_or_else(|| Error::Conflict("the home has no device id".into()))
+            .ok_or_else(|| Error::Internal("the home has no device id".into()))
     }
 
     /// One partner.

@@ -334,7 +334,7 @@ impl PendingJoin {
 
 fn encode(pending: &PendingJoin) -> Result<String> {
     serde_json::to_string(pending)
-        .map_err(|e| Error::Conflict(format!("encoding a pending join: {e}")))
+        .map_err(|e| Error::Internal(format!("encoding a pending join: {e}")))
 }
 
 /// Whether `space_id`'s document and read model were installed from a snapshot and not
@@ -389,7 +389,7 @@ pub(super) fn apply_pending_join(conn: &rusqlite::Connection, space: &mut Space)
         return Ok(());
     };
     let pending: PendingJoin = serde_json::from_str(&pending)
-        .map_err(|e| Error::Conflict(format!("the pending join record is damaged: {e}")))?;
+        .map_err(|e| Error::Internal(format!("the pending join record is damaged: {e}")))?;
     let doc = space.doc.as_mut().ok_or(Error::NoPractice)?;
     doc.transact_with(
         |_| doc::commit_options(&pending.member_id, pending.at_ms),

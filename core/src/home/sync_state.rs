@@ -57,10 +57,10 @@ pub struct SyncPosition {
 
 fn secret(home: &Home, key: &str) -> Result<Vec<u8>> {
     let value = queries::home_value(&home.lock_reader(), key)?
-        .ok_or_else(|| Error::Conflict(format!("the home has no {key}")))?;
+        .ok_or_else(|| Error::Internal(format!("the home has no {key}")))?;
     STANDARD
         .decode(value)
-        .map_err(|_| Error::Conflict(format!("the home's {key} is damaged")))
+        .map_err(|_| Error::Internal(format!("the home's {key} is damaged")))
 }
 
 impl Home {
@@ -70,14 +70,14 @@ impl Home {
             secret(self, "device_key")?,
             secret(self, "device_cert")?,
         )
-        .map_err(|e| Error::Conflict(format!("the device key is damaged: {e}")))
+        .map_err(|e| Error::Internal(format!("the device key is damaged: {e}")))
     }
 
     /// The device's X25519 key for receiving epoch keys.
     pub fn box_key(&self) -> Result<BoxKey> {
         let bytes: [u8; 32] = secret(self, "box_key")?
             .try_into()
-            .map_err(|_| Error::Conflict("the home's box key is damaged".into()))?;
+            .map_err(|_| Error::Internal("the home's box key is damaged".into()))?;
         Ok(BoxKey::from_bytes(bytes))
     }
 

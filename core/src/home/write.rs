@@ -595,5 +595,5 @@ pub(super) fn ensure_no_practice(writer: &super::Writer) -> Result<()> {
 
 pub(super) fn device_id(conn: &rusqlite::Connection) -> Result<String> {
     queries::home_value(conn, "device_id")?
-        .ok_or_else(|| Error::Conflict("the home has no device id".into()))
+        .ok_or_else(|| Error::Internal("the home has no device id".into()))
 }

@@ -16,7 +16,7 @@ pub const MAX_LIMIT: u32 = 1_000;
 /// Decodes a `data` column.
 pub fn decode<T: DeserializeOwned>(data: &str) -> Result<T> {
     serde_json::from_str(data)
-        .map_err(|e| Error::Conflict(format!("the read model holds a row this build cannot read ({e}); it will be rebuilt on next open")))
+        .map_err(|e| Error::Internal(format!("the read model holds a row this build cannot read ({e}); it will be rebuilt on next open")))
 }
 
 /// Rows whose `data` column decodes to `T`.

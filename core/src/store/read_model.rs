@@ -21,7 +21,7 @@ pub const MODEL_VERSION: i64 = 4;
 fn json<T: Serialize>(value: &T) -> Result<String> {
     // Serializing our own plain records cannot fail; map it anyway rather than panic.
     serde_json::to_string(value)
-        .map_err(|e| crate::Error::Conflict(format!("encoding a record: {e}")))
+        .map_err(|e| crate::Error::Internal(format!("encoding a record: {e}")))
 }
 
 /// Brings the rows of the given entities in line with the document.

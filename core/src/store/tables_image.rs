@@ -48,7 +48,7 @@ pub fn export_tables(conn: &mut Connection) -> Result<Vec<u8>> {
     with_attached(conn, |conn| {
         for (table, sql) in BULK_COLLECTIONS.iter().zip(&definitions) {
             let sql = sql.strip_prefix("CREATE TABLE ").ok_or_else(|| {
-                crate::Error::Conflict(format!(
+                crate::Error::Internal(format!(
                     "the definition of {table} is not a CREATE TABLE statement"
                 ))
             })?;
