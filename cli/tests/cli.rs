@@ -44,7 +44,7 @@ fn the_offline_flow_with_stable_json() {
         "--specialty",
         "couples",
         "--language",
-        "es",
+        "Spanish",
         "--stream",
         "Therapists",
         "--city",
@@ -54,6 +54,11 @@ fn the_offline_flow_with_stable_json() {
     assert_eq!(partner["name"], "Dr. Lee Park");
     assert_eq!(partner["kind"], "therapist");
     assert_eq!(partner["specialties"], serde_json::json!(["couples"]));
+    assert_eq!(
+        partner["languages"],
+        serde_json::json!(["es"]),
+        "a language by its name"
+    );
     assert!(
         partner["stream_id"].is_string(),
         "a stream named for the first time is created"
@@ -63,9 +68,9 @@ fn the_offline_flow_with_stable_json() {
         "touch",
         "dr. lee",
         "--kind",
-        "email",
+        "Email",
         "--outcome",
-        "no_response",
+        "no response",
         "--at",
         "2026-01-05",
     ]));

@@ -33,20 +33,16 @@ macro_rules! vocabulary {
                 Self::parse_for($field, code)
             }
 
-            /// Parses a wire code, naming `field` in the error.
+            /// Parses a value as a person types it (see [`resolve`]), naming `field` in
+            /// the error, which offers the nearest code and lists them all.
             pub fn parse_for(field: &str, code: &str) -> Result<Self> {
-                let wanted = code.trim().to_ascii_lowercase().replace('-', "_");
-                match wanted.as_str() {
-                    $($code => Ok($name::$variant),)+
-                    _ => Err(Error::invalid(
-                        field,
-                        format!(
-                            "unknown value {:?}; use one of: {}",
-                            code,
-                            [$($code),+].join(", ")
-                        ),
-                    )),
-                }
+                const CODES: &[&str] = &[$($code),+];
+                let found = resolve(field, CODES, code)?;
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.code() == found)
+                    .ok_or_else(|| Error::Internal(format!("{found} has no {field} value")))
             }
         }
 
@@ -330,14 +326,86 @@ pub const LANGUAGES: &[&str] = &[
 /// Prefix of a user-defined code in an open vocabulary.
 pub const CUSTOM_PREFIX: &str = "custom:";
 
+/// Finds the code a person means in a vocabulary: the code itself in any case, its words
+/// written with spaces, hyphens or slashes ("community group" is `community_group`), or
+/// an unambiguous start of the code or of one of its words, three letters at least
+/// ("trauma" and "ptsd" are `trauma_ptsd`). `None` when nothing or more than one code
+/// fits; [`resolve`] says which.
+pub fn find<'a>(known: &[&'a str], typed: &str) -> Option<&'a str> {
+    match candidates(known, typed).as_slice() {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
+/// The codes `typed` may mean (an exact code, or else every code it starts).
+fn candidates<'a>(known: &[&'a str], typed: &str) -> Vec<&'a str> {
+    // Words joined by one '_', whatever separated them.
+    let wanted = slugify(typed)
+        .split(['_', '-'])
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("_");
+    if let Some(exact) = known.iter().find(|k| **k == wanted) {
+        return vec![exact];
+    }
+    if wanted.len() < 3 {
+        return Vec::new();
+    }
+    known
+        .iter()
+        .copied()
+        .filter(|k| {
+            std::iter::once(0)
+                .chain(k.match_indices('_').map(|(i, _)| i + 1))
+                .any(|word| k[word..].starts_with(&wanted))
+        })
+        .collect()
+}
+
+/// [`find`], or an error naming `field` that offers the codes `typed` could mean, or the
+/// nearest one, and lists them all.
+pub fn resolve<'a>(field: &str, known: &[&'a str], typed: &str) -> Result<&'a str> {
+    let found = candidates(known, typed);
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let hint = match nearest(known, typed) {
+                Some(near) => format!("did you mean {near}? "),
+                None => String::new(),
+            };
+            Err(Error::invalid(
+                field,
+                format!(
+                    "unknown value {typed:?}; {hint}use one of: {}",
+                    known.join(", ")
+                ),
+            ))
+        }
+        many => Err(Error::invalid(
+            field,
+            format!("{typed:?} could be {}; say which", many.join(" or ")),
+        )),
+    }
+}
+
 /// Normalises a code in an open vocabulary (`known`, or `custom:<slug>`). A custom slug is
 /// screened like free text; an unknown code is answered with the nearest known one, never
 /// with the input made into a code (a client's name typed into the field must not come
 /// back as `custom:jane_doe`).
 pub fn open_code(field: &str, known: &[&str], value: &str) -> Result<String> {
     let code = value.trim().to_ascii_lowercase();
-    if known.contains(&code.as_str()) {
-        return Ok(code);
+    if !code.starts_with(CUSTOM_PREFIX) {
+        match candidates(known, value).as_slice() {
+            [one] => return Ok((*one).to_string()),
+            [] => {}
+            many => {
+                return Err(Error::invalid(
+                    field,
+                    format!("{value:?} could be {}; say which", many.join(" or ")),
+                ));
+            }
+        }
     }
     if let Some(slug) = code.strip_prefix(CUSTOM_PREFIX) {
         if is_slug(slug) {
@@ -375,16 +443,29 @@ fn nearest<'a>(known: &[&'a str], typed: &str) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
-/// Validates an ISO 639-1 language code.
+/// A language as its ISO 639-1 code, from the code or the language's English name (as
+/// ISO 639 writes it, `isolang`) in any case: "Spanish" is `es`.
 pub fn language(field: &str, value: &str) -> Result<String> {
     let code = value.trim().to_ascii_lowercase();
     if LANGUAGES.contains(&code.as_str()) {
-        Ok(code)
-    } else {
-        Err(Error::invalid(
+        return Ok(code);
+    }
+    let named = LANGUAGES.iter().find(|c| {
+        isolang::Language::from_639_1(c).is_some_and(|l| {
+            l.to_name()
+                .split([';', ','])
+                .any(|name| name.trim().eq_ignore_ascii_case(value.trim()))
+        })
+    });
+    match named {
+        Some(code) => Ok((*code).to_string()),
+        None => Err(Error::invalid(
             field,
-            format!("{value:?} is not an ISO 639-1 language code (e.g. en, es, zh, ar)"),
-        ))
+            format!(
+                "{value:?} is not a language this knows; use its ISO 639-1 code or English \
+                 name (e.g. en or English, es or Spanish, zh or Chinese)"
+            ),
+        )),
     }
 }
 
@@ -491,10 +572,83 @@ mod tests {
     }
 
     #[test]
-    fn languages_are_iso_639_1() {
-        assert_eq!(language("languages", "ES").unwrap(), "es");
-        let err = language("languages", "spanish").unwrap_err().to_string();
-        assert!(err.contains("ISO 639-1"), "{err}");
+    fn languages_are_iso_639_1_codes_or_their_english_names() {
+        for (typed, code) in [
+            ("ES", "es"),
+            ("Spanish", "es"),
+            ("spanish", "es"),
+            (" Vietnamese ", "vi"),
+            ("Chinese", "zh"),
+            ("American Sign Language", ""),
+            ("Klingon", ""),
+        ] {
+            match language("languages", typed) {
+                Ok(found) => assert_eq!(found, code, "{typed}"),
+                Err(e) => {
+                    assert!(code.is_empty(), "{typed}: {e}");
+                    assert!(e.to_string().contains("ISO 639-1 code or English"), "{e}");
+                }
+            }
+        }
+    }
+
+    /// What people type, each face alike: codes, words, and unambiguous starts.
+    #[test]
+    fn values_are_taken_as_people_type_them() {
+        for (typed, code) in [
+            ("trauma", "trauma_ptsd"),
+            ("PTSD", "trauma_ptsd"),
+            ("Trauma / PTSD", "trauma_ptsd"),
+            ("trauma-ptsd", "trauma_ptsd"),
+            ("anx", "anxiety"),
+            ("Eating disorders", "eating_disorders"),
+        ] {
+            assert_eq!(
+                open_code("concerns", CONCERNS, typed).unwrap(),
+                code,
+                "{typed}"
+            );
+        }
+        assert_eq!(
+            PartnerKind::parse("community group").unwrap(),
+            PartnerKind::CommunityGroup
+        );
+        assert_eq!(
+            PartnerKind::parse("Community-Group").unwrap(),
+            PartnerKind::CommunityGroup
+        );
+        assert_eq!(
+            TouchpointKind::parse("EMAIL").unwrap(),
+            TouchpointKind::Email
+        );
+        assert_eq!(
+            TouchpointOutcome::parse("no response").unwrap(),
+            TouchpointOutcome::NoResponse
+        );
+        // Too short to guess, ambiguous, or a slip: refused, and told why.
+        assert!(open_code("concerns", CONCERNS, "an").is_err());
+        let err = TouchpointOutcome::parse("no").unwrap_err().to_string();
+        assert!(err.contains("use one of"), "{err}");
+        let err = PartnerKind::parse("communty group")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean community_group"), "{err}");
+    }
+
+    #[test]
+    fn a_start_that_fits_several_codes_is_refused_with_them() {
+        let err = resolve("concerns", &["child_adolescent", "chronic_illness"], "ch")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use one of"), "too short: {err}");
+        let err = resolve("x", &["self_harm", "self_esteem"], "self")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("self_harm or self_esteem"), "{err}");
+        assert_eq!(
+            find(&["self_harm", "self_esteem"], "self h"),
+            Some("self_harm")
+        );
     }
 
     #[test]

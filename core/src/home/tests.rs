@@ -212,7 +212,7 @@ fn every_partner_validation_names_its_field_and_writes_nothing() {
         (
             "languages",
             NewPartner {
-                languages: vec!["english".into()],
+                languages: vec!["elvish".into()],
                 ..partner("A")
             },
         ),

@@ -551,7 +551,7 @@ fn matching_ranks_with_reasons_and_breaks_ties_by_name() {
     let err = p
         .home
         .match_need(&Need {
-            language: Some("spanish".into()),
+            language: Some("klingon".into()),
             ..Default::default()
         })
         .unwrap_err();
