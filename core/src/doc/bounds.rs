@@ -67,7 +67,7 @@ pub fn check(bytes: &[u8]) -> Result<()> {
         };
         match kind {
             DOCUMENT => document(body, &mut budget)?,
-            CHANGE => change(&mut Slice { data: body }, &mut budget)?,
+            CHANGE => change(&mut Slice { data: body }, &budget)?,
             COMPRESSED_CHANGE => budget.inflating(body, |source, budget| {
                 change(source, budget)?;
                 source.skip(u64::MAX)
