@@ -4,11 +4,10 @@
 //! chunk, without a limit: 1 MiB of DEFLATE can become a gigabyte in memory on every
 //! device that merges it, and again after each restart while the entry is pulled again.
 //! Its run-length columns are a second multiplier: a run of a billion operations takes a
-//! few bytes. [`check`] walks the chunk headers and column metadata, inflates each
-//! compressed part into a counter (nothing is kept but a compressed change's body, within
-//! the limit), reads each column's runs and refuses the bytes when the inflated total
-//! passes [`inflation_limit`] or a column's rows pass [`row_limit`], so Automerge never
-//! starts on a bomb.
+//! few bytes. [`check`] walks the chunk headers and column metadata, reads each column's
+//! runs (a compressed part as it inflates, a window at a time: nothing is kept) and
+//! refuses the bytes when the inflated total passes [`inflation_limit`] or a column's
+//! rows pass [`row_limit`], so Automerge never starts on a bomb.
 
 use std::io::Read as _;
 
