@@ -9,7 +9,7 @@ use rapport_core::exchange::{ExportFormat, ImportOptions};
 use rapport_core::insights::matching::Need;
 use rapport_core::insights::reciprocity::LedgerBy;
 use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerEdit, PartnerFilter};
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::vocab::{
     AgeBand, Direction, PartnerKind, PayerCategory, ReferralOutcome, ReferralStatus, StreamKind,
     TouchpointKind, TouchpointOutcome,
@@ -270,14 +270,14 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Relay(RelayCommand::Connect { code }) => {
             let code = read_code(code, "setup")?;
-            let report = runtime()?.block_on(client::connect_practice(&home, &code))?;
+            let report = runtime()?.block_on(sync::connect_practice(&home, &code))?;
             println!("Connected. {} piece(s) pushed.", report.pushed);
         }
         Command::Invite {
             action: Some(InviteCommand::Revoke { id }),
             ..
         } => {
-            let revoked = runtime()?.block_on(client::revoke_invite(&home, &id))?;
+            let revoked = runtime()?.block_on(sync::revoke_invite(&home, &id))?;
             println!("Revoked invite {revoked}: nobody can join with it now.");
         }
         Command::Invite {
@@ -288,14 +288,14 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let ttl = parse_duration(&expires)?;
             let code = if device {
-                runtime()?.block_on(client::create_device_invite(&home, ttl))?
+                runtime()?.block_on(sync::create_device_invite(&home, ttl))?
             } else {
                 let role = match role.as_str() {
                     "member" => rapport_wire::frames::Role::Member,
                     "admin" => rapport_wire::frames::Role::Admin,
                     other => bail!("--role {other:?}: use member or admin"),
                 };
-                runtime()?.block_on(client::create_invite(&home, role, ttl))?
+                runtime()?.block_on(sync::create_invite(&home, role, ttl))?
             };
             println!("{code}");
         }
@@ -311,7 +311,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 ),
             };
             let had_practice = home.identity()?.is_some();
-            let joined = runtime()?.block_on(client::join_with_progress(
+            let joined = runtime()?.block_on(sync::join_with_progress(
                 &home,
                 &code,
                 &member,
@@ -332,7 +332,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("Joined {:?}.", identity.practice_name);
             // Tell the practice about this clinician now rather than at the next sync.
             eprintln!("announcing you to the practice ...");
-            if let Err(e) = runtime()?.block_on(client::sync_now(&home)) {
+            if let Err(e) = runtime()?.block_on(sync::sync_now(&home)) {
                 eprintln!(
                     "The practice is here, but announcing you failed ({e}); `rapport sync` finishes it."
                 );
@@ -353,7 +353,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     service.stop().await;
                 });
             } else {
-                let report = runtime.block_on(client::sync_now(&home))?;
+                let report = runtime.block_on(sync::sync_now(&home))?;
                 let value = json!({ "pushed": report.pushed, "merged": report.merged, "refused": report.rejected, "held": report.held, "withheld": report.withheld, "flagged": report.flagged });
                 show(json, &value, |_| {
                     println!(
@@ -385,7 +385,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Devices { action: None } => {
-            let known = runtime()?.block_on(client::devices(&home))?;
+            let known = runtime()?.block_on(sync::devices(&home))?;
             show(json, &known, |known| {
                 for d in &known.devices {
                     println!(
@@ -425,7 +425,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Devices {
             action: Some(DevicesCommand::Remove { id }),
         } => {
-            let epoch = runtime()?.block_on(client::remove_device(&home, &id))?;
+            let epoch = runtime()?.block_on(sync::remove_device(&home, &id))?;
             println!(
                 "Removed: the device is refused on every space of the practice, and the practice key moved to epoch {epoch}."
             );

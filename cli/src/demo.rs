@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use rapport_core::insights::reciprocity::LedgerBy;
 use rapport_core::model::{NewPartner, NewReferral, NewTouchpoint, PartnerFilter};
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::vocab::{
     AgeBand, Direction, PartnerKind, PayerCategory, StreamKind, TouchpointKind, TouchpointOutcome,
 };
@@ -60,14 +60,14 @@ async fn story() -> Result<()> {
         "1. Ana creates {:?} on her laptop, offline, and connects it with the setup code.",
         practice.practice_name
     );
-    client::connect_practice(&ana, &setup_code).await?;
+    sync::connect_practice(&ana, &setup_code).await?;
 
     println!("2. She invites two colleagues; their phones join with the invite codes.");
     let ben = Home::open(dir.path().join("ben-phone"))?;
     let cara = Home::open(dir.path().join("cara-phone"))?;
     for (home, name) in [(&ben, "Ben Okafor"), (&cara, "Cara Lin")] {
-        let invite = client::create_invite(&ana, Role::Member, 7 * 24 * 3600).await?;
-        client::join(home, &invite, name).await?;
+        let invite = sync::create_invite(&ana, Role::Member, 7 * 24 * 3600).await?;
+        sync::join(home, &invite, name).await?;
     }
 
     println!("3. They add partners: a therapist, a physician, a community group.");
@@ -88,7 +88,7 @@ async fn story() -> Result<()> {
         ..Default::default()
     })?;
     for home in [&ana, &ben, &cara] {
-        client::sync_now(home).await?;
+        sync::sync_now(home).await?;
     }
     let grief = cara.add_partner(NewPartner {
         kind: Some(PartnerKind::CommunityGroup),
@@ -146,7 +146,7 @@ async fn story() -> Result<()> {
     referral(&cara, &grief.id, Direction::In, "grief")?;
     for _ in 0..2 {
         for home in [&ana, &ben, &cara] {
-            let report = client::sync_now(home).await?;
+            let report = sync::sync_now(home).await?;
             if !report.rejected.is_empty() {
                 bail!("entries were refused: {:?}", report.rejected);
             }

@@ -2,7 +2,7 @@
 
 use rapport_core::Home;
 use rapport_core::model::{NewPartner, Partner};
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::vocab::PartnerKind;
 use rapport_wire::frames::Role;
 
@@ -10,8 +10,8 @@ use rapport_wire::frames::Role;
 /// syncs with. Panics (it is for tests) if either step fails.
 #[allow(clippy::unwrap_used)]
 pub async fn join_member(by: &Home, home: &Home, name: &str) {
-    let code = client::create_invite(by, Role::Member, 3600).await.unwrap();
-    client::join(home, &code, name).await.unwrap();
+    let code = sync::create_invite(by, Role::Member, 3600).await.unwrap();
+    sync::join(home, &code, name).await.unwrap();
 }
 
 /// Adds a partner of `kind` named `name` with nothing else filled in. Panics (it is for

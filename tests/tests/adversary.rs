@@ -11,8 +11,8 @@ use std::path::Path;
 
 use rapport_core::model::NewPartner;
 use rapport_core::sealed::keyring;
+use rapport_core::sync;
 use rapport_core::sync::link::Link;
-use rapport_core::sync::{self as client};
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
 use rapport_tests::practice::join_member;
@@ -66,13 +66,13 @@ async fn practice(relay: &Running, dirs: &[tempfile::TempDir]) -> (Home, Home, S
     let owner = home(dirs[0].path());
     owner.create_practice("Practice", "Owner").unwrap();
     owner.add_partner(partner("Before the Attack")).unwrap();
-    client::connect_practice(&owner, &(relay.setup_code)())
+    sync::connect_practice(&owner, &(relay.setup_code)())
         .await
         .unwrap();
     let member = home(dirs[1].path());
     join_member(&owner, &member, "Member").await;
-    client::sync_now(&member).await.unwrap();
-    client::sync_now(&owner).await.unwrap();
+    sync::sync_now(&member).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
     let space = SpaceId::parse(&owner.space_id(SpaceKind::Practice).unwrap()).unwrap();
     (owner, member, space)
 }
@@ -123,9 +123,9 @@ fn verified(home: &Home) -> (u64, u32, usize, usize) {
 
 /// Runs one round of `member` through `rewrite`; returns its error.
 async fn attacked_round(member: &Home, rewrite: Box<Rewrite>) -> String {
-    let conn = client::connect_known(member).await.unwrap();
+    let conn = sync::connect_known(member).await.unwrap();
     let before = verified(member);
-    let result = client::round(
+    let result = sync::round(
         member,
         &Dishonest {
             inner: &conn,
@@ -143,7 +143,7 @@ async fn a_relay_cannot_install_a_key_add_a_member_or_alter_an_operation() {
     let relay = relay().await;
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let (owner, member, space) = practice(&relay, &dirs).await;
-    let conn = client::connect_known(&owner).await.unwrap();
+    let conn = sync::connect_known(&owner).await.unwrap();
     let (ops, state) = full_log(&conn, space).await;
     let forger = Identity::generate("relay").unwrap();
 
@@ -171,7 +171,7 @@ async fn a_relay_cannot_install_a_key_add_a_member_or_alter_an_operation() {
     // A phantom member: a device the relay made up admitting itself with an invite the
     // log holds, without the invite's secret for the proof.
     let pending_secret = keyring::InviteSecret::generate();
-    client::create_invite(&owner, Role::Member, 3600)
+    sync::create_invite(&owner, Role::Member, 3600)
         .await
         .unwrap();
     let (_, state) = full_log(&conn, space).await;
@@ -194,7 +194,7 @@ async fn a_relay_cannot_install_a_key_add_a_member_or_alter_an_operation() {
     )
     .unwrap();
     // The member fetches the invite first (honestly), then the forged admission.
-    client::sync_now(&member).await.unwrap();
+    sync::sync_now(&member).await.unwrap();
     let refused = attacked_round(&member, append_to_log(space, vec![admit])).await;
     assert!(refused.contains("proof"), "{refused}");
 
@@ -210,7 +210,7 @@ async fn a_relay_cannot_install_a_key_add_a_member_or_alter_an_operation() {
         (_, answer) => answer,
     });
     // (A new invite by the owner: the member has not fetched it yet.)
-    client::create_invite(&owner, Role::Member, 3600)
+    sync::create_invite(&owner, Role::Member, 3600)
         .await
         .unwrap();
     let refused = attacked_round(&member, tamper).await;
@@ -240,7 +240,7 @@ async fn a_rolled_back_or_replayed_log_is_refused() {
     assert!(refused.contains("rolled back"), "{refused}");
 
     // Replayed: an operation already in the log served again as if new.
-    let conn = client::connect_known(&member).await.unwrap();
+    let conn = sync::connect_known(&member).await.unwrap();
     let (ops, _) = full_log(&conn, space).await;
     conn.close().await;
     let refused = attacked_round(&member, append_to_log(space, vec![ops[1].clone()])).await;
@@ -260,15 +260,15 @@ async fn a_joiner_refuses_another_practice_s_log_an_altered_admission_or_a_stret
     // Another practice on the same relay, whose log the relay serves instead.
     let other = home(dirs[2].path());
     other.create_practice("Decoy", "Decoy Owner").unwrap();
-    client::connect_practice(&other, &(relay.setup_code)())
+    sync::connect_practice(&other, &(relay.setup_code)())
         .await
         .unwrap();
-    let other_conn = client::connect_known(&other).await.unwrap();
+    let other_conn = sync::connect_known(&other).await.unwrap();
     let other_space = SpaceId::parse(&other.space_id(SpaceKind::Practice).unwrap()).unwrap();
     let (decoy, _) = full_log(&other_conn, other_space).await;
     other_conn.close().await;
 
-    let invite = client::create_invite(&owner, Role::Member, 3600)
+    let invite = sync::create_invite(&owner, Role::Member, 3600)
         .await
         .unwrap();
     let code = InviteCode::decode(&invite).unwrap();
@@ -313,10 +313,10 @@ async fn a_joiner_refuses_another_practice_s_log_an_altered_admission_or_a_stret
     ];
     for (n, (what, rewrite)) in attacks.into_iter().enumerate() {
         let joiner = home(dirs[3].path().join(n.to_string()).as_path());
-        let conn = client::connect::connect(&joiner, &code.addr, code.fingerprint)
+        let conn = sync::connect::connect(&joiner, &code.addr, code.fingerprint)
             .await
             .unwrap();
-        let refused = client::join::join_via(
+        let refused = sync::join::join_via(
             &joiner,
             &Dishonest {
                 inner: &conn,
@@ -348,18 +348,18 @@ async fn entries_under_a_key_the_relay_withholds_are_held_not_skipped() {
     let (owner, member, space) = practice(&relay, &dirs).await;
     let third = home(dirs[2].path());
     join_member(&owner, &third, "Third").await;
-    client::sync_now(&third).await.unwrap();
-    client::sync_now(&member).await.unwrap();
+    sync::sync_now(&third).await.unwrap();
+    sync::sync_now(&member).await.unwrap();
     let before = member.membership(SpaceKind::Practice).unwrap().unwrap();
     // The owner removes the third device (a new key) and writes under it.
-    client::remove_device(
+    sync::remove_device(
         &owner,
         &third.device_identity().unwrap().device_id().to_string(),
     )
     .await
     .unwrap();
     let after = owner.add_partner(partner("Under the New Key")).unwrap();
-    client::sync_now(&owner).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
 
     // The relay hides the rotation from the member but delivers the entries.
     let hide: Box<Rewrite> = Box::new(move |request, answer| match (request, answer) {
@@ -372,9 +372,9 @@ async fn entries_under_a_key_the_relay_withholds_are_held_not_skipped() {
         }
         (_, answer) => answer,
     });
-    let conn = client::connect_known(&member).await.unwrap();
+    let conn = sync::connect_known(&member).await.unwrap();
     let cursor = member.sync_position(SpaceKind::Practice).unwrap().cursor;
-    let report = client::round(
+    let report = sync::round(
         &member,
         &Dishonest {
             inner: &conn,
@@ -393,7 +393,7 @@ async fn entries_under_a_key_the_relay_withholds_are_held_not_skipped() {
     );
     conn.close().await;
     // An honest round brings the rotation, and with it what was held.
-    let report = client::sync_now(&member).await.unwrap();
+    let report = sync::sync_now(&member).await.unwrap();
     assert!(report.merged > 0, "{report:?}");
     assert_eq!(member.partner(&after.id).unwrap().name, "Under the New Key");
     let _ = relay.stop.send(());
@@ -408,16 +408,16 @@ async fn a_relay_that_withholds_one_device_s_entries_is_noticed_and_a_later_hone
     let third = home(dirs[2].path());
     join_member(&owner, &third, "Third").await;
     for device in [&third, &member, &owner, &third] {
-        let report = client::sync_now(device).await.unwrap();
+        let report = sync::sync_now(device).await.unwrap();
         assert!(report.withheld.is_empty(), "an honest relay: {report:?}");
     }
     // The owner writes; the member gets it and writes too, so the member's push carries
     // the owner's signed heads.
     let hidden = owner.add_partner(partner("Hidden by the Relay")).unwrap();
-    client::sync_now(&owner).await.unwrap();
-    client::sync_now(&member).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
+    sync::sync_now(&member).await.unwrap();
     let seen = member.add_partner(partner("Seen by Everyone")).unwrap();
-    client::sync_now(&member).await.unwrap();
+    sync::sync_now(&member).await.unwrap();
 
     // The relay drops every entry of the owner's on its way to the third device.
     let owner_device = owner.device_identity().unwrap().device_id();
@@ -451,14 +451,12 @@ async fn a_relay_that_withholds_one_device_s_entries_is_noticed_and_a_later_hone
         })
     };
     let rereads = move || rereads.load(std::sync::atomic::Ordering::SeqCst);
-    let conn = client::connect_known(&third).await.unwrap();
+    let conn = sync::connect_known(&third).await.unwrap();
     let attacked = |rewrite| Dishonest {
         inner: &conn,
         rewrite,
     };
-    let report = client::round(&third, &attacked(drop_owner()))
-        .await
-        .unwrap();
+    let report = sync::round(&third, &attacked(drop_owner())).await.unwrap();
     assert!(third.partner(&hidden.id).is_err(), "the attack took place");
     assert!(
         report
@@ -471,14 +469,12 @@ async fn a_relay_that_withholds_one_device_s_entries_is_noticed_and_a_later_hone
     // Still withholding: said again every round; the log is read again from its start
     // once for this finding, not every round.
     for _ in 0..2 {
-        let again = client::round(&third, &attacked(drop_owner()))
-            .await
-            .unwrap();
+        let again = sync::round(&third, &attacked(drop_owner())).await.unwrap();
         assert!(!again.withheld.is_empty(), "{again:?}");
     }
     assert_eq!(rereads(), 1, "one re-read per finding");
     assert!(
-        client::witness::last_found(&third)
+        sync::witness::last_found(&third)
             .unwrap()
             .iter()
             .any(|w| w.contains("Owner's device")),
@@ -490,17 +486,17 @@ async fn a_relay_that_withholds_one_device_s_entries_is_noticed_and_a_later_hone
     // what came before (its cursor is past it), notices anew, and reads the relay's log
     // from its start once, which makes it whole.
     owner.add_partner(partner("Written Later")).unwrap();
-    client::sync_now(&owner).await.unwrap();
-    let report = client::sync_now(&third).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
+    let report = sync::sync_now(&third).await.unwrap();
     assert!(!report.withheld.is_empty(), "{report:?}");
-    let report = client::sync_now(&third).await.unwrap();
+    let report = sync::sync_now(&third).await.unwrap();
     assert!(report.withheld.is_empty(), "{report:?}");
     assert_eq!(
         third.partner(&hidden.id).unwrap().name,
         "Hidden by the Relay"
     );
     assert_eq!(third.partner(&seen.id).unwrap().name, "Seen by Everyone");
-    assert!(client::witness::last_found(&third).unwrap().is_empty());
+    assert!(sync::witness::last_found(&third).unwrap().is_empty());
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
 }
@@ -512,7 +508,7 @@ async fn a_removed_device_cannot_write_under_the_key_it_kept_through_a_relay_tha
     let (owner, member, space) = practice(&relay, &dirs).await;
     let removed = home(dirs[2].path());
     join_member(&owner, &removed, "Soon Removed").await;
-    client::sync_now(&removed).await.unwrap();
+    sync::sync_now(&removed).await.unwrap();
     let old_epoch = removed
         .membership(SpaceKind::Practice)
         .unwrap()
@@ -522,15 +518,15 @@ async fn a_removed_device_cannot_write_under_the_key_it_kept_through_a_relay_tha
         .space_key(SpaceKind::Practice, old_epoch)
         .unwrap()
         .unwrap();
-    client::remove_device(
+    sync::remove_device(
         &owner,
         &removed.device_identity().unwrap().device_id().to_string(),
     )
     .await
     .unwrap();
     owner.add_partner(partner("Under the New Key")).unwrap();
-    client::sync_now(&owner).await.unwrap();
-    let report = client::sync_now(&member).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
+    let report = sync::sync_now(&member).await.unwrap();
     assert!(report.rejected.is_empty(), "{report:?}");
 
     // The removed device writes under the key it kept; the relay slips the entry in.
@@ -571,8 +567,8 @@ async fn a_removed_device_cannot_write_under_the_key_it_kept_through_a_relay_tha
         }
         (_, answer) => answer,
     });
-    let conn = client::connect_known(&member).await.unwrap();
-    let report = client::round(
+    let conn = sync::connect_known(&member).await.unwrap();
+    let report = sync::round(
         &member,
         &Dishonest {
             inner: &conn,
@@ -604,8 +600,8 @@ async fn a_member_cannot_pass_off_a_change_as_a_colleagues() {
     let (owner, member, space) = practice(&relay, &dirs).await;
     let forger = home(dirs[2].path());
     join_member(&owner, &forger, "Forger").await;
-    client::sync_now(&forger).await.unwrap();
-    client::sync_now(&member).await.unwrap();
+    sync::sync_now(&forger).await.unwrap();
+    sync::sync_now(&member).await.unwrap();
     let target = owner
         .partners_by_exact_name("Before the Attack")
         .unwrap()
@@ -637,7 +633,7 @@ async fn a_member_cannot_pass_off_a_change_as_a_colleagues() {
         &rapport_core::sealed::entry::encode(&[], &change),
     )
     .unwrap();
-    let conn = client::connect_known(&forger).await.unwrap();
+    let conn = sync::connect_known(&forger).await.unwrap();
     conn.request(&Request::Push {
         space,
         epoch: key.epoch,
@@ -649,7 +645,7 @@ async fn a_member_cannot_pass_off_a_change_as_a_colleagues() {
     conn.close().await;
 
     for receiver in [&member, &owner] {
-        let report = client::sync_now(receiver).await.unwrap();
+        let report = sync::sync_now(receiver).await.unwrap();
         assert!(
             report
                 .rejected
@@ -665,8 +661,8 @@ async fn a_member_cannot_pass_off_a_change_as_a_colleagues() {
     }
     // Honest changes of every device still flow after it.
     let later = forger.add_partner(partner("Honest Later")).unwrap();
-    client::sync_now(&forger).await.unwrap();
-    let report = client::sync_now(&member).await.unwrap();
+    sync::sync_now(&forger).await.unwrap();
+    let report = sync::sync_now(&member).await.unwrap();
     assert!(report.rejected.is_empty(), "{report:?}");
     assert_eq!(member.partner(&later.id).unwrap().name, "Honest Later");
     let _ = relay.stop.send(());

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
 use rapport_relay::server::Config;
@@ -26,7 +26,7 @@ async fn a_flood_of_unvalidated_initials_takes_no_slot_and_members_sync_through_
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let owner = Home::open(dirs[0].path()).unwrap();
     owner.create_practice("Practice", "Owner").unwrap();
-    client::connect_practice(&owner, &(relay.setup_code)())
+    sync::connect_practice(&owner, &(relay.setup_code)())
         .await
         .unwrap();
 
@@ -41,8 +41,8 @@ async fn a_flood_of_unvalidated_initials_takes_no_slot_and_members_sync_through_
     rapport_tests::practice::join_member(&owner, &colleague, "Colleague").await;
     let partner =
         rapport_tests::practice::add_partner(&owner, PartnerKind::School, "Lincoln Middle School");
-    client::sync_now(&owner).await.unwrap();
-    let report = client::sync_now(&colleague).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
+    let report = sync::sync_now(&colleague).await.unwrap();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     assert_eq!(
         colleague.partner(&partner.id).unwrap().name,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rapport_core::model::{NewPartner, PartnerEdit};
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::sync::engine::SyncStatus;
 use rapport_core::sync::service::SyncService;
 use rapport_core::vocab::PartnerKind;
@@ -64,11 +64,11 @@ async fn background_sync_propagates_and_survives_a_relay_killed_mid_sync() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Arc::new(Home::open(da.path()).unwrap());
     a.create_practice("Live Practice", "A").unwrap();
-    client::connect_practice(&a, &setup).await.unwrap();
+    sync::connect_practice(&a, &setup).await.unwrap();
     let b = Arc::new(Home::open(db.path()).unwrap());
-    client::join(
+    sync::join(
         &b,
-        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+        &sync::create_invite(&a, Role::Member, 3600).await.unwrap(),
         "B",
     )
     .await

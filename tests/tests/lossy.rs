@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rapport_core::model::PartnerEdit;
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
 use rapport_relay::data::DataDir;
@@ -117,16 +117,16 @@ async fn devices_converge_over_a_lossy_reordering_link() {
     homes[0].create_practice("Lossy Practice", "A").unwrap();
     let shared = rapport_tests::practice::add_partner(&homes[0], PartnerKind::Therapist, "Shared");
     retry("connect", async || {
-        client::connect_practice(&homes[0], &setup).await
+        sync::connect_practice(&homes[0], &setup).await
     })
     .await;
     for (i, joiner) in homes.iter().enumerate().skip(1) {
         let invite = retry("invite", async || {
-            client::create_invite(&homes[0], Role::Member, 3600).await
+            sync::create_invite(&homes[0], Role::Member, 3600).await
         })
         .await;
         retry("join", async || {
-            client::join(joiner, &invite, &format!("Member {i}"))
+            sync::join(joiner, &invite, &format!("Member {i}"))
                 .await
                 .map(drop)
         })
@@ -147,12 +147,12 @@ async fn devices_converge_over_a_lossy_reordering_link() {
                 PartnerKind::Other,
                 &format!("From {i} in round {round}"),
             );
-            retry("sync", async || client::sync_now(home).await.map(drop)).await;
+            retry("sync", async || sync::sync_now(home).await.map(drop)).await;
         }
     }
     for _ in 0..2 {
         for home in &homes {
-            retry("sync", async || client::sync_now(home).await.map(drop)).await;
+            retry("sync", async || sync::sync_now(home).await.map(drop)).await;
         }
     }
     let heads = homes[0].heads(SpaceKind::Practice).unwrap();

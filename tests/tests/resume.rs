@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
 use rapport_tests::relay::relay;
@@ -33,21 +33,21 @@ async fn a_join_cut_off_after_its_install_is_finished_by_joining_again_or_by_syn
     let owner = Home::open(dirs[0].path()).unwrap();
     owner.create_practice("Practice", "Owner").unwrap();
     rapport_tests::practice::add_partner(&owner, PartnerKind::Physician, "Dr. Okafor");
-    client::connect_practice(&owner, &(relay.setup_code)())
+    sync::connect_practice(&owner, &(relay.setup_code)())
         .await
         .unwrap();
 
     let b = Home::open(dirs[1].path()).unwrap();
     let c = Home::open(dirs[2].path()).unwrap();
-    let invite_b = client::create_invite(&owner, Role::Member, 3600)
+    let invite_b = sync::create_invite(&owner, Role::Member, 3600)
         .await
         .unwrap();
-    let invite_c = client::create_invite(&owner, Role::Member, 3600)
+    let invite_c = sync::create_invite(&owner, Role::Member, 3600)
         .await
         .unwrap();
     fail::cfg(CUT, "return").unwrap();
     for (joiner, invite, name) in [(&b, &invite_b, "B"), (&c, &invite_c, "C")] {
-        let cut = client::join(joiner, invite, name).await.unwrap_err();
+        let cut = sync::join(joiner, invite, name).await.unwrap_err();
         assert!(cut.to_string().contains("cut off"), "{cut}");
         // The state such a cut leaves: the practice installed, the personal space not
         // registered on the relay and without a key.
@@ -68,9 +68,9 @@ async fn a_join_cut_off_after_its_install_is_finished_by_joining_again_or_by_syn
     fail::remove(CUT);
 
     // B joins again with the same invite; C just syncs.
-    let identity = client::join(&b, &invite_b, "B").await.unwrap();
+    let identity = sync::join(&b, &invite_b, "B").await.unwrap();
     assert_eq!(identity, b.identity().unwrap().unwrap());
-    client::sync_now(&c).await.unwrap();
+    sync::sync_now(&c).await.unwrap();
     for joiner in [&b, &c] {
         assert!(
             joiner
@@ -79,9 +79,9 @@ async fn a_join_cut_off_after_its_install_is_finished_by_joining_again_or_by_syn
                 .is_some(),
             "the personal space is registered and keyed"
         );
-        client::sync_now(joiner).await.unwrap();
+        sync::sync_now(joiner).await.unwrap();
     }
-    client::sync_now(&owner).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
     for home in [&owner, &b, &c] {
         assert_eq!(members(home), ["B", "C", "Owner"]);
         assert_eq!(home.partners(&Default::default()).unwrap().len(), 1);
@@ -91,8 +91,8 @@ async fn a_join_cut_off_after_its_install_is_finished_by_joining_again_or_by_syn
     // has nothing left to send).
     let partner = b.partners(&Default::default()).unwrap().remove(0);
     b.add_note(&partner.id, "prefers email").unwrap();
-    assert!(client::sync_now(&b).await.unwrap().pushed > 0);
-    assert_eq!(client::sync_now(&b).await.unwrap().pushed, 0);
+    assert!(sync::sync_now(&b).await.unwrap().pushed > 0);
+    assert_eq!(sync::sync_now(&b).await.unwrap().pushed, 0);
 
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
@@ -111,7 +111,7 @@ async fn connecting_a_practice_cut_off_after_registering_is_finished_by_syncing(
         rapport_tests::practice::add_partner(&owner, PartnerKind::School, "Lincoln Middle School");
     let setup_code = (relay.setup_code)();
     fail::cfg(CONNECT_CUT, "return").unwrap();
-    let cut = client::connect_practice(&owner, &setup_code)
+    let cut = sync::connect_practice(&owner, &setup_code)
         .await
         .unwrap_err();
     assert!(cut.to_string().contains("cut off"), "{cut}");
@@ -125,11 +125,11 @@ async fn connecting_a_practice_cut_off_after_registering_is_finished_by_syncing(
             .unwrap()
             .is_none()
     );
-    let again = client::connect_practice(&owner, &setup_code)
+    let again = sync::connect_practice(&owner, &setup_code)
         .await
         .unwrap_err();
     assert!(again.to_string().contains("sync to finish"), "{again}");
-    client::sync_now(&owner).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
     assert!(
         owner
             .current_space_key(SpaceKind::Personal)
@@ -138,12 +138,10 @@ async fn connecting_a_practice_cut_off_after_registering_is_finished_by_syncing(
     );
 
     let colleague = Home::open(dirs[1].path()).unwrap();
-    let invite = client::create_invite(&owner, Role::Member, 3600)
+    let invite = sync::create_invite(&owner, Role::Member, 3600)
         .await
         .unwrap();
-    client::join(&colleague, &invite, "Colleague")
-        .await
-        .unwrap();
+    sync::join(&colleague, &invite, "Colleague").await.unwrap();
     assert_eq!(
         colleague.partner(&partner.id).unwrap().name,
         "Lincoln Middle School"
@@ -151,8 +149,8 @@ async fn connecting_a_practice_cut_off_after_registering_is_finished_by_syncing(
     owner
         .add_note(&partner.id, "ask about the spring fair")
         .unwrap();
-    assert!(client::sync_now(&owner).await.unwrap().pushed > 0);
-    assert_eq!(client::sync_now(&owner).await.unwrap().pushed, 0);
+    assert!(sync::sync_now(&owner).await.unwrap().pushed > 0);
+    assert_eq!(sync::sync_now(&owner).await.unwrap().pushed, 0);
 
     let _ = relay.stop.send(());
     relay.task.await.unwrap();
@@ -166,19 +164,19 @@ async fn a_removal_cut_off_after_the_relay_took_it_is_finished_by_the_next_round
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let laptop = Home::open(dirs[0].path()).unwrap();
     laptop.create_practice("Practice", "Owner").unwrap();
-    client::connect_practice(&laptop, &(relay.setup_code)())
+    sync::connect_practice(&laptop, &(relay.setup_code)())
         .await
         .unwrap();
     let phone = Home::open(dirs[1].path()).unwrap();
-    client::join(
+    sync::join(
         &phone,
-        &client::create_device_invite(&laptop, 3600).await.unwrap(),
+        &sync::create_device_invite(&laptop, 3600).await.unwrap(),
         "",
     )
     .await
     .unwrap();
-    client::sync_now(&phone).await.unwrap();
-    client::sync_now(&laptop).await.unwrap();
+    sync::sync_now(&phone).await.unwrap();
+    sync::sync_now(&laptop).await.unwrap();
     let phone_id = phone.device_identity().unwrap().device_id();
     let personal = laptop
         .current_space_key(SpaceKind::Personal)
@@ -189,7 +187,7 @@ async fn a_removal_cut_off_after_the_relay_took_it_is_finished_by_the_next_round
     // The practice's removal reaches the relay; the app dies before the personal space
     // follows.
     fail::cfg("after-append", "1*return").unwrap();
-    let cut = client::remove_device(&laptop, &phone_id.to_string())
+    let cut = sync::remove_device(&laptop, &phone_id.to_string())
         .await
         .unwrap_err();
     assert!(cut.to_string().contains("cut off"), "{cut}");
@@ -200,12 +198,12 @@ async fn a_removal_cut_off_after_the_relay_took_it_is_finished_by_the_next_round
         "the cut left the personal space to finish"
     );
     assert!(
-        client::sync_now(&phone).await.is_err(),
+        sync::sync_now(&phone).await.is_err(),
         "the relay refuses the phone on every space already"
     );
 
     // The next round finishes it: the phone leaves the personal space and its key moves.
-    client::sync_now(&laptop).await.unwrap();
+    sync::sync_now(&laptop).await.unwrap();
     let done = laptop.membership(SpaceKind::Personal).unwrap().unwrap();
     assert!(!done.is_member(phone_id));
     assert_eq!(done.epoch, personal + 1);
@@ -218,7 +216,7 @@ async fn a_removal_cut_off_after_the_relay_took_it_is_finished_by_the_next_round
         personal + 1
     );
     // And removing again says it is done rather than failing.
-    client::remove_device(&laptop, &phone_id.to_string())
+    sync::remove_device(&laptop, &phone_id.to_string())
         .await
         .unwrap();
     scenario.teardown();
@@ -233,23 +231,23 @@ async fn a_disk_filling_up_during_a_merge_ends_the_round_and_the_entries_come_ag
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let owner = Home::open(dirs[0].path()).unwrap();
     owner.create_practice("Practice", "Owner").unwrap();
-    client::connect_practice(&owner, &(relay.setup_code)())
+    sync::connect_practice(&owner, &(relay.setup_code)())
         .await
         .unwrap();
     let colleague = Home::open(dirs[1].path()).unwrap();
     rapport_tests::practice::join_member(&owner, &colleague, "Colleague").await;
-    client::sync_now(&colleague).await.unwrap();
+    sync::sync_now(&colleague).await.unwrap();
 
     let names = ["Dr. Okafor", "Lincoln Middle School", "Harbor Clinic"];
     for name in names {
         rapport_tests::practice::add_partner(&owner, PartnerKind::Physician, name);
-        client::sync_now(&owner).await.unwrap();
+        sync::sync_now(&owner).await.unwrap();
     }
     let before = colleague.sync_position(SpaceKind::Practice).unwrap().cursor;
 
     // The colleague's disk is full: the round fails, saying so, and nothing is refused.
     fail::cfg("merge-disk-full", "return").unwrap();
-    let full = client::sync_now(&colleague).await.unwrap_err();
+    let full = sync::sync_now(&colleague).await.unwrap_err();
     assert!(full.to_string().contains("full"), "{full}");
     assert_eq!(
         colleague.sync_position(SpaceKind::Practice).unwrap().cursor,
@@ -260,7 +258,7 @@ async fn a_disk_filling_up_during_a_merge_ends_the_round_and_the_entries_come_ag
 
     // Space again: the same entries are fetched and merged, none reported as refused.
     fail::remove("merge-disk-full");
-    let report = client::sync_now(&colleague).await.unwrap();
+    let report = sync::sync_now(&colleague).await.unwrap();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     assert_eq!(report.merged, names.len() as u64);
     let mut got: Vec<String> = colleague

@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 
 use rapport_core::model::{NewPartner, PartnerEdit};
 use rapport_core::sync::link::Link;
-use rapport_core::sync::{self as client, SyncReport};
+use rapport_core::sync::{self, SyncReport};
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
 use rapport_relay::data::DataDir;
@@ -310,7 +310,7 @@ fn practice(sim_rng_seed: u64) -> (Sim, Practice) {
     {
         let (owner, link) = (owner.clone(), link(&sim, 0));
         run(&sim, &mut pool, async move {
-            client::connect::connect_practice_via(&owner, &link, &setup)
+            sync::connect::connect_practice_via(&owner, &link, &setup)
                 .await
                 .unwrap()
         });
@@ -320,7 +320,7 @@ fn practice(sim_rng_seed: u64) -> (Sim, Practice) {
         let code = {
             let (owner, link) = (owner.clone(), link(&sim, 0));
             run(&sim, &mut pool, async move {
-                client::invite::create_invite_via(&owner, &link, role, 3600)
+                sync::invite::create_invite_via(&owner, &link, role, 3600)
                     .await
                     .unwrap()
             })
@@ -332,7 +332,7 @@ fn practice(sim_rng_seed: u64) -> (Sim, Practice) {
         let link = link(&sim, i);
         let home = joiner.clone();
         run(&sim, &mut pool, async move {
-            client::join::join_via(
+            sync::join::join_via(
                 &home,
                 &link,
                 &InviteCode::decode(&code).unwrap(),
@@ -347,7 +347,7 @@ fn practice(sim_rng_seed: u64) -> (Sim, Practice) {
         let home = Rc::new(Home::open(dir).unwrap());
         let link = link(&sim, i);
         run(&sim, &mut pool, async move {
-            client::round(&home, &link).await.unwrap()
+            sync::round(&home, &link).await.unwrap()
         });
     }
     sim.notices.get_mut().iter_mut().for_each(Vec::clear);
@@ -447,7 +447,7 @@ async fn device_task(run: DeviceRun) {
                     },
                 )
                 .map(drop),
-            Step::Round => client::round(&home, &link).await.map(drop),
+            Step::Round => sync::round(&home, &link).await.map(drop),
             Step::Deliver => {
                 let mut delivered = std::mem::take(&mut sim.notices.borrow_mut()[device]);
                 {
@@ -468,7 +468,7 @@ async fn device_task(run: DeviceRun) {
                 let mut result = Ok(());
                 for (space, entry) in delivered {
                     if let Err(e) =
-                        client::apply_delivered(&home, &link, space, &entry, &mut report).await
+                        sync::apply_delivered(&home, &link, space, &entry, &mut report).await
                     {
                         result = Err(e);
                         break;
@@ -478,11 +478,11 @@ async fn device_task(run: DeviceRun) {
             }
             Step::Remove(target) => {
                 let target = sim.ids[target].to_string();
-                client::devices::remove_device_via(&home, &link, &target)
+                sync::devices::remove_device_via(&home, &link, &target)
                     .await
                     .map(drop)
             }
-            Step::Invite => client::invite::create_invite_via(&home, &link, Role::Member, 3600)
+            Step::Invite => sync::invite::create_invite_via(&home, &link, Role::Member, 3600)
                 .await
                 .map(drop),
         };
@@ -580,7 +580,7 @@ fn simulate(seed: u64) -> Result<(), String> {
             let report = run(
                 &sim,
                 &mut pool,
-                async move { client::round(&home, &link).await },
+                async move { sync::round(&home, &link).await },
             )
             .map_err(|e| format!("device {device} could not settle: {e}"))?;
             if pass == 3 {

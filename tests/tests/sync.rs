@@ -11,7 +11,7 @@ use rapport_core::sealed::crypto::{self, SpaceKey};
 use rapport_core::sealed::keyring::InviteSecret;
 use rapport_core::sync::engine::SyncStatus;
 use rapport_core::sync::service::SyncService;
-use rapport_core::sync::{self as client, SyncReport};
+use rapport_core::sync::{self, SyncReport};
 use rapport_core::vocab::{Direction, PartnerKind, TouchpointKind, TouchpointOutcome};
 use rapport_core::{Home, SpaceKind, SyncFailure};
 use rapport_tests::relay::{Running, relay};
@@ -32,7 +32,7 @@ fn partner(name: &str) -> NewPartner {
 }
 
 async fn sync(home: &Home) -> SyncReport {
-    client::sync_now(home).await.unwrap()
+    sync::sync_now(home).await.unwrap()
 }
 
 /// Where the relay's log of a space starts: after its newest snapshot (each invite
@@ -65,16 +65,16 @@ async fn three_devices_converge_through_a_blind_relay() {
             ..partner("Dr. Secret Partner")
         })
         .unwrap();
-    client::connect_practice(&a, &(relay.setup_code)())
+    sync::connect_practice(&a, &(relay.setup_code)())
         .await
         .unwrap();
 
     let b = home(dirs[1].path());
     let c = home(dirs[2].path());
     for (joiner, name) in [(&b, "Ben Okafor"), (&c, "Cara Lin")] {
-        let invite = client::create_invite(&a, Role::Member, 3600).await.unwrap();
+        let invite = sync::create_invite(&a, Role::Member, 3600).await.unwrap();
         assert!(invite.starts_with("RAPPORT-INVITE-"));
-        client::join(joiner, &invite, name).await.unwrap();
+        sync::join(joiner, &invite, name).await.unwrap();
         assert_eq!(
             joiner.partner(&shared.id).unwrap().name,
             "Dr. Secret Partner",
@@ -205,7 +205,7 @@ async fn three_devices_converge_through_a_blind_relay() {
     // Redelivery in any order is harmless: replay the relay's whole log into C, reversed,
     // twice.
     let before = dump(&c);
-    let conn = client::connect_known(&c).await.unwrap();
+    let conn = sync::connect_known(&c).await.unwrap();
     let space = SpaceId::parse(&c.space_id(SpaceKind::Practice).unwrap()).unwrap();
     let Response::Entries { entries, .. } = conn
         .request(&Request::Pull {
@@ -238,13 +238,13 @@ async fn tampered_wrong_key_and_forged_entries_are_refused_and_do_not_stop_the_r
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = home(da.path());
     a.create_practice("Practice", "Owner").unwrap();
-    client::connect_practice(&a, &(relay.setup_code)())
+    sync::connect_practice(&a, &(relay.setup_code)())
         .await
         .unwrap();
     let b = home(db.path());
-    client::join(
+    sync::join(
         &b,
-        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+        &sync::create_invite(&a, Role::Member, 3600).await.unwrap(),
         "Colleague",
     )
     .await
@@ -254,7 +254,7 @@ async fn tampered_wrong_key_and_forged_entries_are_refused_and_do_not_stop_the_r
     // A rogue member of the practice (it joined with an invite and took its keys from
     // the log) pushes three bad blobs.
     let invite = rapport_wire::codes::InviteCode::decode(
-        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+        &sync::create_invite(&a, Role::Member, 3600).await.unwrap(),
     )
     .unwrap();
     let addr = rapport_wire::client::resolve(&invite.addr).await.unwrap();
@@ -337,15 +337,15 @@ async fn practice_of_three(relay: &Running) -> (Vec<tempfile::TempDir>, Home, Ho
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let a = home(dirs[0].path());
     a.create_practice("Practice", "Owner").unwrap();
-    client::connect_practice(&a, &(relay.setup_code)())
+    sync::connect_practice(&a, &(relay.setup_code)())
         .await
         .unwrap();
     let b = home(dirs[1].path());
     let c = home(dirs[2].path());
     for (joiner, name) in [(&b, "B"), (&c, "C")] {
-        client::join(
+        sync::join(
             joiner,
-            &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+            &sync::create_invite(&a, Role::Member, 3600).await.unwrap(),
             name,
         )
         .await
@@ -362,19 +362,19 @@ async fn a_removed_device_is_refused_and_cannot_read_what_follows() {
     for h in [&a, &b, &c] {
         sync(h).await;
     }
-    let devices = client::devices(&a).await.unwrap();
+    let devices = sync::devices(&a).await.unwrap();
     assert_eq!(devices.devices.len(), 3);
     let c_id = c.device_identity().unwrap().device_id();
     let old_key = c.current_space_key(SpaceKind::Practice).unwrap().unwrap();
     assert!(
-        client::remove_device(&b, &c_id.to_string()).await.is_err(),
+        sync::remove_device(&b, &c_id.to_string()).await.is_err(),
         "a member cannot remove devices"
     );
     assert_eq!(
-        client::remove_device(&a, &c_id.to_string()).await.unwrap(),
+        sync::remove_device(&a, &c_id.to_string()).await.unwrap(),
         old_key.epoch + 1
     );
-    let refused = client::sync_now(&c).await.unwrap_err();
+    let refused = sync::sync_now(&c).await.unwrap_err();
     assert!(refused.to_string().contains("no longer"), "{refused}");
     assert!(
         matches!(
@@ -410,7 +410,7 @@ async fn a_removed_device_is_refused_and_cannot_read_what_follows() {
     );
 
     // Even holding the blob, the removed device's keys cannot open it.
-    let conn = client::connect_known(&a).await.unwrap();
+    let conn = sync::connect_known(&a).await.unwrap();
     let space = SpaceId::parse(&a.space_id(SpaceKind::Practice).unwrap()).unwrap();
     let Response::Entries { entries, .. } = conn
         .request(&Request::Pull {
@@ -480,10 +480,10 @@ async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
     // C goes offline and keeps working.
     let offline = c.add_partner(partner("Added While Offline")).unwrap();
     // Meanwhile A and B make hundreds of changes, syncing each one.
-    let a_conn = client::connect_known(&a).await.unwrap();
-    let b_conn = client::connect_known(&b).await.unwrap();
+    let a_conn = sync::connect_known(&a).await.unwrap();
+    let b_conn = sync::connect_known(&b).await.unwrap();
     let p = a.add_partner(partner("Busy Partner")).unwrap();
-    for i in 0..(client::engine::SNAPSHOT_EVERY + 40) {
+    for i in 0..(sync::engine::SNAPSHOT_EVERY + 40) {
         let (h, conn) = if i % 2 == 0 {
             (&a, &a_conn)
         } else {
@@ -499,9 +499,9 @@ async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
             )
             .unwrap();
         }
-        client::round(h, conn).await.unwrap();
+        sync::round(h, conn).await.unwrap();
     }
-    client::round(&a, &a_conn).await.unwrap();
+    sync::round(&a, &a_conn).await.unwrap();
     let space = SpaceId::parse(&a.space_id(SpaceKind::Practice).unwrap()).unwrap();
     let Response::Snapshot(Some(snapshot)) = a_conn
         .request(&Request::GetSnapshot { space })
@@ -510,7 +510,7 @@ async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
     else {
         panic!("no snapshot was uploaded")
     };
-    assert!(snapshot.covers >= client::engine::SNAPSHOT_EVERY);
+    assert!(snapshot.covers >= sync::engine::SNAPSHOT_EVERY);
     assert!(
         a_conn
             .request(&Request::Pull {
@@ -540,9 +540,9 @@ async fn an_offline_device_catches_up_across_many_changes_and_a_compaction() {
     // A new device joining now starts from the snapshot.
     let late_dir = tempfile::tempdir().unwrap();
     let late = home(late_dir.path());
-    client::join(
+    sync::join(
         &late,
-        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+        &sync::create_invite(&a, Role::Member, 3600).await.unwrap(),
         "Late",
     )
     .await
@@ -627,14 +627,14 @@ async fn a_history_larger_than_one_relay_entry_is_pushed_in_pieces() {
     for batch in 0..3 {
         add_tagged_partners(&a, &format!("Partner {batch}"), 150, &mut words);
     }
-    let report = client::connect_practice(&a, &(relay.setup_code)())
+    let report = sync::connect_practice(&a, &(relay.setup_code)())
         .await
         .unwrap();
     assert!(report.pushed >= 3, "pushed in {} pieces", report.pushed);
     let b = home(db.path());
-    client::join(
+    sync::join(
         &b,
-        &client::create_invite(&a, Role::Member, 3600).await.unwrap(),
+        &sync::create_invite(&a, Role::Member, 3600).await.unwrap(),
         "Joiner",
     )
     .await
@@ -660,13 +660,13 @@ async fn a_clinicians_second_device_shares_their_personal_space_and_nothing_is_r
     let laptop = home(d1.path());
     laptop.create_practice("Two Devices", "Ana").unwrap();
     let p = laptop.add_partner(partner("Shared Partner")).unwrap();
-    client::connect_practice(&laptop, &(relay.setup_code)())
+    sync::connect_practice(&laptop, &(relay.setup_code)())
         .await
         .unwrap();
     let colleague = home(db.path());
-    client::join(
+    sync::join(
         &colleague,
-        &client::create_invite(&laptop, Role::Member, 3600)
+        &sync::create_invite(&laptop, Role::Member, 3600)
             .await
             .unwrap(),
         "Ben",
@@ -680,9 +680,9 @@ async fn a_clinicians_second_device_shares_their_personal_space_and_nothing_is_r
     sync(&laptop).await;
 
     let phone = home(d2.path());
-    let invite = client::create_device_invite(&laptop, 3600).await.unwrap();
-    let report_before = client::devices(&laptop).await.unwrap().devices.len();
-    let identity = client::join(&phone, &invite, "ignored for a second device")
+    let invite = sync::create_device_invite(&laptop, 3600).await.unwrap();
+    let report_before = sync::devices(&laptop).await.unwrap().devices.len();
+    let identity = sync::join(&phone, &invite, "ignored for a second device")
         .await
         .unwrap();
     assert_eq!(
@@ -700,14 +700,14 @@ async fn a_clinicians_second_device_shares_their_personal_space_and_nothing_is_r
         "the practice came from the snapshot's read model"
     );
     assert_eq!(
-        client::devices(&laptop).await.unwrap().devices.len(),
+        sync::devices(&laptop).await.unwrap().devices.len(),
         report_before + 1
     );
     // Nothing it downloaded is pushed back: its first round pushes only its own change
     // (this device added to the clinician's devices), and the next one nothing.
-    assert_eq!(client::sync_now(&phone).await.unwrap().pushed, 1);
+    assert_eq!(sync::sync_now(&phone).await.unwrap().pushed, 1);
     assert!(!phone.has_pending_join().unwrap());
-    assert_eq!(client::sync_now(&phone).await.unwrap().pushed, 0);
+    assert_eq!(sync::sync_now(&phone).await.unwrap().pushed, 0);
 
     phone.add_note(&p.id, "Written on the phone").unwrap();
     phone

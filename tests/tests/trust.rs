@@ -12,7 +12,7 @@ use rapport_core::model::NewPartner;
 use rapport_core::sealed::crypto;
 use rapport_core::sealed::keyring::key_check;
 use rapport_core::sync::link::Link;
-use rapport_core::sync::{self as client, SyncReport};
+use rapport_core::sync::{self, SyncReport};
 use rapport_core::vocab::PartnerKind;
 use rapport_core::{Home, SpaceKind};
 use rapport_tests::relay::{Running, relay};
@@ -35,7 +35,7 @@ fn partner(name: &str) -> NewPartner {
 }
 
 async fn sync(home: &Home) -> SyncReport {
-    let report = client::sync_now(home).await.unwrap();
+    let report = sync::sync_now(home).await.unwrap();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     report
 }
@@ -61,7 +61,7 @@ async fn stop(relay: Running) {
 async fn owner(relay: &Running, dir: &Path) -> Home {
     let a = home(dir);
     a.create_practice("Practice", "Owner").unwrap();
-    client::connect_practice(&a, &(relay.setup_code)())
+    sync::connect_practice(&a, &(relay.setup_code)())
         .await
         .unwrap();
     a
@@ -69,8 +69,8 @@ async fn owner(relay: &Running, dir: &Path) -> Home {
 
 /// `joiner` joins `by`'s practice as a new colleague with `role`, and announces itself.
 async fn join(by: &Home, joiner: &Home, role: Role, name: &str) {
-    let invite = client::create_invite(by, role, 3600).await.unwrap();
-    client::join(joiner, &invite, name).await.unwrap();
+    let invite = sync::create_invite(by, role, 3600).await.unwrap();
+    sync::join(joiner, &invite, name).await.unwrap();
     sync(joiner).await;
 }
 
@@ -100,22 +100,20 @@ async fn a_late_joiner_gets_the_key_rotated_after_its_invite_and_seals_under_it(
     let d = dirs(3);
     let a = owner(&relay, d[0].path()).await;
     // The colleague's invite is made first; an old phone then joins and is removed.
-    let invite = client::create_invite(&a, Role::Member, 3600).await.unwrap();
+    let invite = sync::create_invite(&a, Role::Member, 3600).await.unwrap();
     let phone = home(d[1].path());
     join(&a, &phone, Role::Member, "Old Phone").await;
     let old = phone
         .current_space_key(SpaceKind::Practice)
         .unwrap()
         .unwrap();
-    let rotated = client::remove_device(&a, &id_of(&phone)).await.unwrap();
+    let rotated = sync::remove_device(&a, &id_of(&phone)).await.unwrap();
     assert_eq!(rotated, old.epoch + 1);
     let after = a.add_partner(partner("Written After Removal")).unwrap();
     sync(&a).await;
 
     let late = home(d[2].path());
-    client::join(&late, &invite, "Late Colleague")
-        .await
-        .unwrap();
+    sync::join(&late, &invite, "Late Colleague").await.unwrap();
     // The join installs the snapshot; its first round brings what followed it.
     sync(&late).await;
     assert_eq!(
@@ -131,7 +129,7 @@ async fn a_late_joiner_gets_the_key_rotated_after_its_invite_and_seals_under_it(
 
     // What the late joiner wrote is sealed under the new epoch: the removed phone's key
     // opens none of it, and the phone never got the new one.
-    let conn = client::connect_known(&a).await.unwrap();
+    let conn = sync::connect_known(&a).await.unwrap();
     let space = SpaceId::parse(&a.space_id(SpaceKind::Practice).unwrap()).unwrap();
     let late_id = late.device_identity().unwrap().device_id();
     let sent: Vec<_> = entries(&conn, space)
@@ -161,7 +159,7 @@ async fn a_late_joiner_gets_the_key_rotated_after_its_invite_and_seals_under_it(
             .all(|k| k.epoch < rotated)
     );
     assert!(
-        client::sync_now(&phone).await.is_err(),
+        sync::sync_now(&phone).await.is_err(),
         "the phone is refused"
     );
     conn.close().await;
@@ -250,8 +248,8 @@ async fn two_admins_removing_devices_at_once_both_take_effect_under_one_key_per_
     // owner is cut off; the admin removes D and its append, on the same head, arrives
     // just after the owner's.
     let kept = Mutex::new(None);
-    let owner_conn = client::connect_known(&owner).await.unwrap();
-    let cut = client::devices::remove_device_via(
+    let owner_conn = sync::connect_known(&owner).await.unwrap();
+    let cut = sync::devices::remove_device_via(
         &owner,
         &Withhold {
             inner: &owner_conn,
@@ -262,9 +260,9 @@ async fn two_admins_removing_devices_at_once_both_take_effect_under_one_key_per_
     .await;
     assert!(cut.is_err(), "{cut:?}");
     assert!(kept.lock().unwrap().is_some());
-    let admin_conn = client::connect_known(&admin).await.unwrap();
+    let admin_conn = sync::connect_known(&admin).await.unwrap();
     let stale = Mutex::new(0);
-    let admin_epoch = client::devices::remove_device_via(
+    let admin_epoch = sync::devices::remove_device_via(
         &admin,
         &Race {
             inner: &admin_conn,
@@ -288,7 +286,7 @@ async fn two_admins_removing_devices_at_once_both_take_effect_under_one_key_per_
     );
     // The owner, trying again, finds its removal done.
     assert_eq!(
-        client::devices::remove_device_via(&owner, &owner_conn, &id_of(&c))
+        sync::devices::remove_device_via(&owner, &owner_conn, &id_of(&c))
             .await
             .unwrap(),
         start + 2
@@ -297,7 +295,7 @@ async fn two_admins_removing_devices_at_once_both_take_effect_under_one_key_per_
     admin_conn.close().await;
 
     for (h, what) in [(&c, "C"), (&dd, "D")] {
-        let refused = client::sync_now(h).await.unwrap_err().to_string();
+        let refused = sync::sync_now(h).await.unwrap_err().to_string();
         assert!(refused.contains("no longer"), "{what}: {refused}");
     }
     let by_owner = owner.add_partner(partner("By the Owner")).unwrap();
@@ -341,13 +339,13 @@ async fn an_invite_dies_with_its_creator_and_a_revoked_one_is_refused() {
     sync(&owner).await;
     let admin = home(d[1].path());
     join(&owner, &admin, Role::Admin, "Admin").await;
-    let from_admin = client::create_invite(&admin, Role::Admin, 3600)
+    let from_admin = sync::create_invite(&admin, Role::Admin, 3600)
         .await
         .unwrap();
-    let revoked = client::create_invite(&owner, Role::Member, 3600)
+    let revoked = sync::create_invite(&owner, Role::Member, 3600)
         .await
         .unwrap();
-    let listed = client::devices(&owner).await.unwrap();
+    let listed = sync::devices(&owner).await.unwrap();
     assert_eq!(listed.invites.len(), 2, "{listed:?}");
     assert!(
         listed.invites.iter().any(|i| i.created_by == id_of(&admin)
@@ -362,16 +360,16 @@ async fn an_invite_dies_with_its_creator_and_a_revoked_one_is_refused() {
         .unwrap()
         .id
         .clone();
-    client::revoke_invite(&owner, &pending).await.unwrap();
-    client::remove_device(&owner, &id_of(&admin)).await.unwrap();
-    assert!(client::devices(&owner).await.unwrap().invites.is_empty());
+    sync::revoke_invite(&owner, &pending).await.unwrap();
+    sync::remove_device(&owner, &id_of(&admin)).await.unwrap();
+    assert!(sync::devices(&owner).await.unwrap().invites.is_empty());
 
     for (code, dir, why) in [
         (&from_admin, d[2].path(), "creator was removed"),
         (&revoked, d[3].path(), "revoked"),
     ] {
         let stranger = home(dir);
-        let refused = client::join(&stranger, code, "Stranger")
+        let refused = sync::join(&stranger, code, "Stranger")
             .await
             .unwrap_err()
             .to_string();
@@ -393,9 +391,9 @@ async fn removing_a_clinicians_device_rotates_their_personal_space_too() {
     laptop.add_note(&p.id, "Private to the owner").unwrap();
     sync(&laptop).await;
     let phone = home(d[1].path());
-    client::join(
+    sync::join(
         &phone,
-        &client::create_device_invite(&laptop, 3600).await.unwrap(),
+        &sync::create_device_invite(&laptop, 3600).await.unwrap(),
         "",
     )
     .await
@@ -405,9 +403,9 @@ async fn removing_a_clinicians_device_rotates_their_personal_space_too() {
     let ben = home(d[2].path());
     join(&laptop, &ben, Role::Member, "Ben").await;
     let ben_phone = home(d[3].path());
-    client::join(
+    sync::join(
         &ben_phone,
-        &client::create_device_invite(&ben, 3600).await.unwrap(),
+        &sync::create_device_invite(&ben, 3600).await.unwrap(),
         "",
     )
     .await
@@ -424,15 +422,13 @@ async fn removing_a_clinicians_device_rotates_their_personal_space_too() {
         .current_space_key(SpaceKind::Personal)
         .unwrap()
         .unwrap();
-    client::remove_device(&laptop, &id_of(&phone))
-        .await
-        .unwrap();
+    sync::remove_device(&laptop, &id_of(&phone)).await.unwrap();
     assert_eq!(epoch(&laptop, SpaceKind::Personal), personal + 1);
     let state = laptop.membership(SpaceKind::Personal).unwrap().unwrap();
     assert!(!state.is_member(phone.device_identity().unwrap().device_id()));
     laptop.add_note(&p.id, "After the phone was lost").unwrap();
     sync(&laptop).await;
-    let conn = client::connect_known(&laptop).await.unwrap();
+    let conn = sync::connect_known(&laptop).await.unwrap();
     let space = SpaceId::parse(&laptop.space_id(SpaceKind::Personal).unwrap()).unwrap();
     let newest = entries(&conn, space).await.pop().unwrap();
     assert_eq!(newest.epoch, personal + 1);
@@ -441,7 +437,7 @@ async fn removing_a_clinicians_device_rotates_their_personal_space_too() {
 
     // The owner removes Ben's phone: Ben's laptop rotates Ben's personal space on its
     // next round (the owner holds no key of it).
-    client::remove_device(&laptop, &id_of(&ben_phone))
+    sync::remove_device(&laptop, &id_of(&ben_phone))
         .await
         .unwrap();
     sync(&ben).await;
@@ -449,6 +445,6 @@ async fn removing_a_clinicians_device_rotates_their_personal_space_too() {
     let bens = ben.membership(SpaceKind::Personal).unwrap().unwrap();
     assert!(!bens.is_member(ben_phone.device_identity().unwrap().device_id()));
     assert_eq!(bens.members.len(), 1);
-    assert!(client::sync_now(&ben_phone).await.is_err());
+    assert!(sync::sync_now(&ben_phone).await.is_err());
     stop(relay).await;
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use rapport_core::model::{NewPartner, NewReferral};
 use rapport_core::sealed::crypto;
-use rapport_core::sync::{self as client};
+use rapport_core::sync;
 use rapport_core::vocab::{Direction, PartnerKind};
 use rapport_core::{Home, SpaceKind};
 use rapport_relay::data::DataDir;
@@ -152,14 +152,14 @@ async fn a_protocol_1_practice_upgrades_in_place_and_keeps_everything() {
         owner
             .add_note(&kept.id, "Prefers a call on Fridays")
             .unwrap();
-        client::connect_practice(&owner, &(running.setup_code)())
+        sync::connect_practice(&owner, &(running.setup_code)())
             .await
             .unwrap();
         let member = Home::open(dirs[1].path()).unwrap();
         join_member(&owner, &member, "Member").await;
         let written = member.add_partner(partner("Dr. From the Member")).unwrap();
-        client::sync_now(&member).await.unwrap();
-        client::sync_now(&owner).await.unwrap();
+        sync::sync_now(&member).await.unwrap();
+        sync::sync_now(&owner).await.unwrap();
         assert_eq!(
             owner.partner(&written.id).unwrap().name,
             "Dr. From the Member"
@@ -202,13 +202,13 @@ async fn a_protocol_1_practice_upgrades_in_place_and_keeps_everything() {
     let owner = Home::open(dirs[0].path()).unwrap();
     let member = Home::open(dirs[1].path()).unwrap();
     assert!(owner.membership(SpaceKind::Practice).unwrap().is_none());
-    let refused = client::sync_now(&member).await.unwrap_err().to_string();
+    let refused = sync::sync_now(&member).await.unwrap_err().to_string();
     assert!(
         refused.contains("new invite") && refused.contains("rapport join"),
         "the member is told what to do: {refused}"
     );
     // The owner's device adopts the practice; nothing is lost.
-    client::sync_now(&owner).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
     let log = owner.membership(SpaceKind::Practice).unwrap().unwrap();
     assert_eq!(
         log.epoch, 2,
@@ -226,21 +226,21 @@ async fn a_protocol_1_practice_upgrades_in_place_and_keeps_everything() {
     // can check, which took the place of the one from before covering as much.
     let third = Home::open(dirs[2].path()).unwrap();
     join_member(&owner, &third, "Third").await;
-    client::sync_now(&third).await.unwrap();
+    sync::sync_now(&third).await.unwrap();
     for id in [&kept.id, &written_by_member.id] {
         assert!(third.partner(id).is_ok(), "the new device has {id}");
     }
     assert_eq!(third.referrals_of(&kept.id).unwrap().len(), 1);
     // The member joins again on the same home and keeps what it wrote.
-    let code = client::create_invite(&owner, Role::Member, 3600)
+    let code = sync::create_invite(&owner, Role::Member, 3600)
         .await
         .unwrap();
-    client::join(&member, &code, "Member").await.unwrap();
+    sync::join(&member, &code, "Member").await.unwrap();
     let after = owner.add_partner(partner("Dr. After the Upgrade")).unwrap();
-    client::sync_now(&owner).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
     let from_member = member.add_partner(partner("Dr. Member Again")).unwrap();
-    client::sync_now(&member).await.unwrap();
-    client::sync_now(&owner).await.unwrap();
+    sync::sync_now(&member).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
     assert_eq!(
         member.partner(&after.id).unwrap().name,
         "Dr. After the Upgrade"
@@ -251,13 +251,13 @@ async fn a_protocol_1_practice_upgrades_in_place_and_keeps_everything() {
         "Dr. Member Again"
     );
 
-    client::sync_now(&third).await.unwrap();
+    sync::sync_now(&third).await.unwrap();
     for id in [&after.id, &from_member.id] {
         assert!(third.partner(id).is_ok(), "the new device has {id}");
     }
-    client::sync_now(&member).await.unwrap();
-    client::sync_now(&owner).await.unwrap();
-    client::sync_now(&third).await.unwrap();
+    sync::sync_now(&member).await.unwrap();
+    sync::sync_now(&owner).await.unwrap();
+    sync::sync_now(&third).await.unwrap();
     // The practice's read model is the same everywhere (notes are each clinician's own).
     let practice_model = |home: &Home| -> Vec<String> {
         home.read_model_dump()

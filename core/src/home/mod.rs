@@ -213,7 +213,7 @@ impl Home {
         Ok(())
     }
 
-    /// Folds a space's chunk log into one snapshot.
+    /// Folds a space's chunk log into one base chunk (see `store::chunks`).
     pub fn compact(&self, kind: SpaceKind) -> Result<()> {
         let mut writer = self.lock_writer();
         let Writer { conn, spaces, .. } = &mut *writer;

@@ -1,5 +1,7 @@
-//! The chunk log: a space's Automerge bytes as one `save()` snapshot followed by the
-//! incremental chunks appended after each transaction, compacted back into one snapshot.
+//! The chunk log: a space's Automerge bytes as one base chunk (a whole-document `save()`)
+//! followed by the incremental chunks appended after each transaction, compacted back into
+//! one base chunk now and then. (The `snapshot` column marks the base chunk; a *snapshot*
+//! elsewhere is the sealed one a relay holds, `sealed::snapshot`.)
 
 use automerge::ChangeHash;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -27,12 +29,12 @@ pub struct SpaceRow {
 /// Size of the incremental tail, used to decide when to compact.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
-    /// Incremental chunks after the snapshot.
+    /// Incremental chunks after the base chunk.
     pub incremental_chunks: u64,
     /// Their bytes.
     pub incremental_bytes: u64,
-    /// Bytes of the snapshot.
-    pub snapshot_bytes: u64,
+    /// Bytes of the base chunk.
+    pub base_bytes: u64,
 }
 
 /// Encodes heads as concatenated 32-byte hashes, sorted so equal sets compare equal.
@@ -54,12 +56,12 @@ pub fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
         .collect()
 }
 
-/// Registers a new space with its genesis snapshot.
+/// Registers a new space with its first base chunk.
 pub fn create_space(
     conn: &Connection,
     id: &str,
     kind: SpaceKind,
-    snapshot: &[u8],
+    whole: &[u8],
     heads: &[ChangeHash],
     schema: u64,
 ) -> Result<()> {
@@ -70,7 +72,7 @@ pub fn create_space(
     )?;
     conn.execute(
         "INSERT INTO chunks (space_id, snapshot, bytes) VALUES (?1, 1, ?2)",
-        params![id, snapshot],
+        params![id, whole],
     )?;
     Ok(())
 }
@@ -168,28 +170,27 @@ pub fn stats(conn: &Connection, space_id: &str) -> Result<LogStats> {
             ))
         })
         .optional()?;
-    let (chunks, bytes, snapshot) = row.unwrap_or_default();
+    let (chunks, bytes, base) = row.unwrap_or_default();
     Ok(LogStats {
         incremental_chunks: u64::try_from(chunks).unwrap_or(0),
         incremental_bytes: u64::try_from(bytes).unwrap_or(0),
-        snapshot_bytes: u64::try_from(snapshot).unwrap_or(0),
+        base_bytes: u64::try_from(base).unwrap_or(0),
     })
 }
 
-/// Replaces the whole log of a space by one snapshot (call inside a transaction).
-pub fn compact(conn: &Connection, space_id: &str, snapshot: &[u8]) -> Result<()> {
+/// Replaces the whole log of a space by one base chunk (call inside a transaction).
+pub fn compact(conn: &Connection, space_id: &str, whole: &[u8]) -> Result<()> {
     conn.execute("DELETE FROM chunks WHERE space_id = ?1", [space_id])?;
     conn.execute(
         "INSERT INTO chunks (space_id, snapshot, bytes) VALUES (?1, 1, ?2)",
-        params![space_id, snapshot],
+        params![space_id, whole],
     )?;
     Ok(())
 }
 
-/// Whether the tail is large enough to be worth folding into a new snapshot.
+/// Whether the tail is large enough to be worth folding into a new base chunk.
 pub fn should_compact(stats: LogStats) -> bool {
-    stats.incremental_chunks >= 1_000
-        || stats.incremental_bytes > stats.snapshot_bytes.max(256 * 1024)
+    stats.incremental_chunks >= 1_000 || stats.incremental_bytes > stats.base_bytes.max(256 * 1024)
 }
 
 #[cfg(test)]
@@ -210,17 +211,17 @@ mod tests {
         assert!(!should_compact(LogStats {
             incremental_chunks: 10,
             incremental_bytes: 1000,
-            snapshot_bytes: 10
+            base_bytes: 10
         }));
         assert!(should_compact(LogStats {
             incremental_chunks: 1000,
             incremental_bytes: 10,
-            snapshot_bytes: 10
+            base_bytes: 10
         }));
         assert!(should_compact(LogStats {
             incremental_chunks: 5,
             incremental_bytes: 2_000_000,
-            snapshot_bytes: 1_000_000
+            base_bytes: 1_000_000
         }));
     }
 }

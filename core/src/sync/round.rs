@@ -145,11 +145,11 @@ pub(super) async fn round_spaces<L: Link>(
                 Step::FinishRemovals => finish_removals(home, link).await?,
                 Step::Push => push(home, link, kind, &mut report).await?,
                 Step::Pull => pull(home, link, kind, &mut report).await?,
-                Step::Snapshot => compact(home, link, kind).await?,
+                Step::Snapshot => upload_snapshot(home, link, kind).await?,
             }
         }
         if engine::wants_snapshot(&view(home, kind)?) {
-            compact(home, link, kind).await?;
+            upload_snapshot(home, link, kind).await?;
         }
     }
     progress(total, total);
@@ -591,7 +591,7 @@ pub(super) async fn refresh_snapshot<L: Link>(home: &Home, link: &L) -> Result<(
     let kind = SpaceKind::Practice;
     let position = home.sync_position(kind)?;
     if position.cursor > home.last_snapshot(kind)? || home.last_snapshot(kind)? == 0 {
-        compact(home, link, kind).await?;
+        upload_snapshot(home, link, kind).await?;
     }
     Ok(())
 }
@@ -621,7 +621,7 @@ fn seal_snapshot(home: &Home, kind: SpaceKind, key: &SpaceKey, covers: u64) -> R
 /// Uploads a sealed snapshot when enough entries accumulated since the last one, and,
 /// when this device may, lets the relay prune what it covers. New devices then start
 /// from the snapshot.
-pub(super) async fn compact<L: Link>(home: &Home, link: &L, kind: SpaceKind) -> Result<()> {
+pub(super) async fn upload_snapshot<L: Link>(home: &Home, link: &L, kind: SpaceKind) -> Result<()> {
     let position = home.sync_position(kind)?;
     let mut state = verified(home, kind)?;
     let space = space_of(home, kind)?;

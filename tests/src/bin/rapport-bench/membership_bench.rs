@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use rapport_core::sealed::crypto::{BoxKey, SpaceKey};
 use rapport_core::sealed::keyring::{self, InviteSecret};
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::{Home, SpaceKind};
 use rapport_tests::raw::RawDevice;
 use rapport_wire::SpaceId;
@@ -74,15 +74,15 @@ async fn removal() -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let owner = Home::open(dir.path().join("owner"))?;
     owner.create_practice("Bench Practice", "Owner")?;
-    client::connect_practice(&owner, &setup_code(&relay)).await?;
-    let conn = client::connect_known(&owner).await?;
+    sync::connect_practice(&owner, &setup_code(&relay)).await?;
+    let conn = sync::connect_known(&owner).await?;
     let space = SpaceId::parse(&owner.space_id(SpaceKind::Practice)?).context("space id")?;
     // The other devices speak the protocol by hand (a home each would only add set-up
     // time): each is admitted with a real invite of the owner's.
     let mut devices = Vec::new();
     for _ in 1..DEVICES {
         let code = InviteCode::decode(
-            &client::invite::create_invite_via(&owner, &conn, Role::Member, 3600).await?,
+            &sync::invite::create_invite_via(&owner, &conn, Role::Member, 3600).await?,
         )?;
         let device = RawDevice::connect(relay.addr, relay.fingerprint).await?;
         device
@@ -90,15 +90,15 @@ async fn removal() -> Result<(f64, f64)> {
             .await?;
         devices.push(device);
     }
-    client::round(&owner, &conn).await?;
+    sync::round(&owner, &conn).await?;
     let mut rounds = Vec::new();
     let mut removals = Vec::new();
     for device in devices.iter().take(RUNS) {
         let start = Instant::now();
-        client::round(&owner, &conn).await?;
+        sync::round(&owner, &conn).await?;
         rounds.push(start.elapsed().as_secs_f64() * 1e3);
         let start = Instant::now();
-        client::devices::remove_device_via(&owner, &conn, &device.id().to_string()).await?;
+        sync::devices::remove_device_via(&owner, &conn, &device.id().to_string()).await?;
         removals.push(start.elapsed().as_secs_f64() * 1e3);
     }
     conn.close().await;
@@ -176,7 +176,7 @@ fn log_verify() -> Result<(f64, f64)> {
     let mut rules = Vec::new();
     for _ in 0..RUNS {
         let start = Instant::now();
-        let verified = client::membership::verify(
+        let verified = sync::membership::verify(
             None,
             Some(anchor),
             ops.len() as u64,

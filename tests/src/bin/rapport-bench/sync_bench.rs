@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rapport_core::model::{NewPartner, NewTouchpoint};
-use rapport_core::sync as client;
+use rapport_core::sync;
 use rapport_core::sync::service::SyncService;
 use rapport_core::vocab::{PartnerKind, TouchpointKind};
 use rapport_core::{ChangeEvent, Home, Origin, SpaceKind};
@@ -100,19 +100,19 @@ async fn latency_and_overhead() -> Result<(f64, f64, f64, usize, u64)> {
     let dir = tempfile::tempdir()?;
     let owner = Arc::new(Home::open(dir.path().join("owner"))?);
     owner.create_practice("Bench Practice", "Owner")?;
-    client::connect_practice(&owner, &setup_code(&relay)).await?;
+    sync::connect_practice(&owner, &setup_code(&relay)).await?;
     let mut others = Vec::new();
     for i in 0..OTHERS {
         let home = Arc::new(Home::open(dir.path().join(format!("device-{i}")))?);
-        client::join(
+        sync::join(
             &home,
-            &client::create_invite(&owner, Role::Member, 3600).await?,
+            &sync::create_invite(&owner, Role::Member, 3600).await?,
             &format!("Member {i}"),
         )
         .await?;
         others.push(home);
     }
-    client::sync_now(&owner).await?;
+    sync::sync_now(&owner).await?;
     // Every device reports when a remote change lands in its read model.
     let (seen_tx, seen_rx) = mpsc::channel::<(usize, String, Instant)>();
     let mut subscriptions = Vec::new();
@@ -167,11 +167,11 @@ async fn latency_and_overhead() -> Result<(f64, f64, f64, usize, u64)> {
     let p99 = super::percentile(&mut samples, 0.99);
 
     // Bytes on the wire for one edit: a round with the edit minus an idle round.
-    let conn = client::connect_known(&owner).await?;
-    client::round(&owner, &conn).await?;
+    let conn = sync::connect_known(&owner).await?;
+    sync::round(&owner, &conn).await?;
     let tx = |c: &rapport_wire::client::RelayClient| c.connection().stats().udp_tx.bytes;
     let before = tx(&conn);
-    client::round(&owner, &conn).await?;
+    sync::round(&owner, &conn).await?;
     let idle = tx(&conn) - before;
     let partner = owner
         .partners(&rapport_core::model::PartnerFilter::default())?
@@ -194,7 +194,7 @@ async fn latency_and_overhead() -> Result<(f64, f64, f64, usize, u64)> {
         )?
         .len();
     let before = tx(&conn);
-    client::round(&owner, &conn).await?;
+    sync::round(&owner, &conn).await?;
     let wire = (tx(&conn) - before).saturating_sub(idle);
     conn.close().await;
     let overhead = wire as f64 / change as f64;
@@ -253,13 +253,13 @@ async fn bootstrap() -> Result<Bootstrap> {
     let naive_load_ms = started.elapsed().as_secs_f64() * 1_000.0;
     drop(naive);
     let started = Instant::now();
-    client::connect_practice(&owner, &setup_code(&relay)).await?;
+    sync::connect_practice(&owner, &setup_code(&relay)).await?;
     let initial_push_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let invite = client::create_invite(&owner, Role::Member, 3600).await?;
+    let invite = sync::create_invite(&owner, Role::Member, 3600).await?;
     let invite_ms = started.elapsed().as_secs_f64() * 1_000.0;
     let snapshot_bytes = {
-        let conn = client::connect_known(&owner).await?;
+        let conn = sync::connect_known(&owner).await?;
         let space = rapport_wire::SpaceId::parse(&owner.space_id(SpaceKind::Practice)?)
             .ok_or_else(|| anyhow::anyhow!("bad space id"))?;
         let size = match conn
@@ -275,15 +275,15 @@ async fn bootstrap() -> Result<Bootstrap> {
     let dir = tempfile::tempdir()?;
     let joiner = Home::open(dir.path())?;
     let started = Instant::now();
-    client::join(&joiner, &invite, "New Colleague").await?;
+    sync::join(&joiner, &invite, "New Colleague").await?;
     let bootstrap_ms = started.elapsed().as_secs_f64() * 1_000.0;
     if joiner.partner_count()? != owner.partner_count()? {
         bail!("the joined device does not have the whole practice");
     }
     let started = Instant::now();
-    client::sync_now(&joiner).await?;
+    sync::sync_now(&joiner).await?;
     let announce_ms = started.elapsed().as_secs_f64() * 1_000.0;
-    client::sync_now(&owner).await?;
+    sync::sync_now(&owner).await?;
     if !owner
         .members()?
         .iter()
