@@ -97,6 +97,12 @@ class PracticeTest(unittest.TestCase):
         self.assertEqual(home.partner_count(), 2)
         edited = home.edit_partner(doctor.id, PartnerEdit(phone="+1 503 555 0100"))
         self.assertEqual(edited.phone, "+1 503 555 0100")
+        # Coded values as a person types them, read by the core.
+        typed = home.edit_partner(
+            school.id, PartnerEdit(languages=["Spanish"], specialties=["PTSD", "anx"])
+        )
+        self.assertEqual(typed.languages, ["es"])
+        self.assertEqual(sorted(typed.specialties), ["anxiety", "trauma_ptsd"])
         self.assertEqual([p.name for p in home.search_partners("Maya", 10)], ["Dr. Maya Chen"])
         schools = home.partners(PartnerFilter(kind=PartnerKind.SCHOOL))
         self.assertEqual([p.id for p in schools], [school.id])

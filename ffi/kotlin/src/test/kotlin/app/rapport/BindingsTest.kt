@@ -75,6 +75,10 @@ class PracticeTest {
         assertEquals("Dr. Maya Chen", home.partner(doctor.id).name)
         assertEquals(2uL, home.partnerCount())
         assertEquals("+1 503 555 0100", home.editPartner(doctor.id, PartnerEdit(phone = "+1 503 555 0100")).phone)
+        // Coded values as a person types them, read by the core.
+        val typed = home.editPartner(school.id, PartnerEdit(languages = listOf("Spanish"), specialties = listOf("PTSD", "anx")))
+        assertEquals(listOf("es"), typed.languages)
+        assertEquals(listOf("anxiety", "trauma_ptsd"), typed.specialties.sorted())
         assertEquals(listOf("Dr. Maya Chen"), home.searchPartners("Maya", 10u).map { it.name })
         assertEquals(listOf(school.id), home.partners(PartnerFilter(kind = PartnerKind.SCHOOL)).map { it.id })
 
