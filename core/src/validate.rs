@@ -224,8 +224,8 @@ pub fn id(field: &str, value: &str) -> Result<String> {
 }
 
 /// Validates a follow-up backoff (days between unanswered attempts); empty means "none of
-/// its own". Returns the stored form.
-pub fn cadence_steps(field: &str, steps: &[u32]) -> Result<Option<String>> {
+/// its own".
+pub fn cadence_steps(field: &str, steps: &[u32]) -> Result<()> {
     if steps.len() > 12 {
         return Err(crate::Error::invalid(field, "at most 12 steps"));
     }
@@ -235,7 +235,7 @@ pub fn cadence_steps(field: &str, steps: &[u32]) -> Result<Option<String>> {
             format!("{bad} is not a number of days between 1 and 366"),
         ));
     }
-    Ok((!steps.is_empty()).then(|| crate::doc::project::format_steps(steps)))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use rapport_core::exchange::ImportOptions;
 use rapport_core::sealed::crypto::{self, SpaceKey};
 use rapport_core::sealed::fragment::{self, Reassembly};
 use rapport_core::sealed::{entry, snapshot::SpaceSnapshot};
-use rapport_core::store::read_model::Records;
 use rapport_core::store::tables_image;
 use rapport_wire::codes::{InviteCode, SetupCode};
 use rapport_wire::frames::{self, MAX_FRAME, Request, Response};
@@ -133,11 +132,7 @@ pub fn tables_image(data: &[u8]) {
     let Ok(mut conn) = fixture.conn.lock() else {
         return;
     };
-    let records = Records {
-        tables: Some(data.to_vec()),
-        ..Records::default()
-    };
-    let _ = tables_image::with_tables(&mut conn, &records, |_| Ok(()));
+    let _ = tables_image::with_tables(&mut conn, Some(data), |_| Ok(()));
 }
 
 /// A spreadsheet tracker, imported as a dry run.

@@ -446,7 +446,8 @@ impl<'a, 'b> Batch<'a, 'b> {
                 "give at least one step, e.g. 14,21,30",
             ));
         }
-        let stored = validate::cadence_steps("cadence_steps", steps)?.unwrap_or_default();
+        validate::cadence_steps("cadence_steps", steps)?;
+        let stored = project::format_steps(steps);
         let settings = doc::collection(self.tx, Collection::Settings)?;
         put_str(self.tx, &settings, "cadence_steps", &stored)?;
         self.done(EntityKind::Practice, "");

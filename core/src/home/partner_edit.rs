@@ -112,7 +112,10 @@ impl CheckedEdit {
             owner_member: reference("owner_member", edit.owner_member)?,
             cadence_steps: edit
                 .cadence_steps
-                .map(|steps| crate::validate::cadence_steps("cadence_steps", &steps))
+                .map(|steps| -> Result<Option<String>> {
+                    crate::validate::cadence_steps("cadence_steps", &steps)?;
+                    Ok((!steps.is_empty()).then(|| crate::doc::project::format_steps(&steps)))
+                })
                 .transpose()?,
         })
     }

@@ -23,7 +23,7 @@ use crate::doc::{self, SCHEMA_VERSION, SpaceKind};
 use crate::error::{Error, Result};
 use crate::model::{EntityKind, Identity, Member};
 use crate::sealed::snapshot::{SnapshotTables, SpaceSnapshot, compress_records};
-use crate::store::{chunks, read_model, tables_image};
+use crate::store::{chunks, queries, read_model, tables_image};
 use crate::validate;
 use crate::vocab::Role;
 
@@ -219,7 +219,7 @@ impl Home {
         ensure_no_practice(writer)?;
         let (ids, pending, personal) = make(&device_id(&writer.conn)?)?;
         let personal_heads = personal.get_heads();
-        tables_image::with_tables(&mut writer.conn, records, |conn| {
+        tables_image::with_tables(&mut writer.conn, records.tables.as_deref(), |conn| {
             let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             for (key, value) in [
                 ("member_id", ids.member_id.clone()),
@@ -340,14 +340,7 @@ fn encode(pending: &PendingJoin) -> Result<String> {
 /// Whether `space_id`'s document and read model were installed from a snapshot and not
 /// checked yet.
 pub(super) fn installed_unverified(conn: &rusqlite::Connection, space_id: &str) -> Result<bool> {
-    let marked: Option<String> = conn
-        .query_row(
-            "SELECT value FROM home WHERE key = ?1",
-            [UNVERIFIED_MODEL],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(marked.as_deref() == Some(space_id))
+    Ok(queries::home_value(conn, UNVERIFIED_MODEL)?.as_deref() == Some(space_id))
 }
 
 /// Checks a read model installed from a snapshot's records against the document just
@@ -378,14 +371,7 @@ pub(super) fn verify_installed_model(conn: &rusqlite::Connection, space: &mut Sp
 /// Writes a pending join into the practice document just loaded, with the chunk, the
 /// member's row and the removal of the pending record in one transaction.
 pub(super) fn apply_pending_join(conn: &rusqlite::Connection, space: &mut Space) -> Result<()> {
-    let pending: Option<String> = conn
-        .query_row(
-            "SELECT value FROM home WHERE key = ?1",
-            [PENDING_JOIN],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(pending) = pending else {
+    let Some(pending) = queries::home_value(conn, PENDING_JOIN)? else {
         return Ok(());
     };
     let pending: PendingJoin = serde_json::from_str(&pending)

@@ -1183,11 +1183,7 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
 
     // The first write loads the document and writes the member entry with it; the read
     // model the snapshot gave agrees with the document, so nothing is repaired.
-    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
-    let sink = events.clone();
-    let _sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
-        sink.lock().unwrap().push(e.clone())
-    }));
+    let (events, _sub) = recorder(&b);
     b.add_partner(partner("Written by Ben")).unwrap();
     assert!(!b.has_pending_join().unwrap());
     assert!(
@@ -1221,6 +1217,16 @@ fn a_device_joins_from_a_snapshot_without_loading_or_projecting_the_document() {
     assert_eq!(a.partner_count().unwrap(), 2);
 }
 
+/// Every event `home`'s listeners hear from now on, while the subscription is kept.
+fn recorder(home: &Home) -> (Arc<Mutex<Vec<ChangeEvent>>>, crate::Subscription) {
+    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
+    let sink = events.clone();
+    let sub = home.subscribe(Arc::new(move |e: &ChangeEvent| {
+        sink.lock().unwrap().push(e.clone())
+    }));
+    (events, sub)
+}
+
 fn pair() -> (tempfile::TempDir, Home, tempfile::TempDir, Home) {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = practice(da.path());
@@ -1244,11 +1250,7 @@ fn pair() -> (tempfile::TempDir, Home, tempfile::TempDir, Home) {
 fn two_homes_converge_and_listeners_hear_local_and_remote() {
     let (_da, a, _db, b) = pair();
     assert_eq!(a.members().unwrap().len(), 2);
-    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
-    let sink = events.clone();
-    let sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
-        sink.lock().unwrap().push(e.clone())
-    }));
+    let (events, sub) = recorder(&b);
     let before_a = a.heads(SpaceKind::Practice).unwrap();
     let p = a.add_partner(partner("Shared")).unwrap();
     let bytes = a.export_document(SpaceKind::Practice).unwrap();
@@ -1862,11 +1864,7 @@ fn merged_text_holding_an_identifier_is_kept_and_flagged() {
         &a.export_document(SpaceKind::Practice).unwrap(),
     )
     .unwrap();
-    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
-    let sink = events.clone();
-    let _sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
-        sink.lock().unwrap().push(e.clone())
-    }));
+    let (events, _sub) = recorder(&b);
     // A colleague's device without the guard (old, buggy or hostile) writes identifiers
     // straight into the document: a date of birth in a partner field and a made-up code.
     let mut unguarded = Automerge::load(&a.export_document(SpaceKind::Practice).unwrap()).unwrap();
@@ -2087,11 +2085,7 @@ fn a_snapshot_whose_records_differ_from_its_document_is_repaired_at_first_load()
     // Until the document is loaded the device shows what the snapshot said.
     assert_eq!(b.partner(&p.id).unwrap().name, "Dr. Forged Name");
     assert!(b.touchpoint(&t.id).is_err());
-    let events: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
-    let sink = events.clone();
-    let _sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
-        sink.lock().unwrap().push(e.clone())
-    }));
+    let (events, _sub) = recorder(&b);
     b.load_document(SpaceKind::Practice).unwrap();
     let repaired: Vec<ChangeEvent> = events
         .lock()
@@ -2126,11 +2120,7 @@ fn a_snapshot_whose_records_differ_from_its_document_is_repaired_at_first_load()
     drop(_sub);
     drop(b);
     let b = open(db.path());
-    let again: Arc<Mutex<Vec<ChangeEvent>>> = Arc::default();
-    let sink = again.clone();
-    let _sub = b.subscribe(Arc::new(move |e: &ChangeEvent| {
-        sink.lock().unwrap().push(e.clone())
-    }));
+    let (again, _sub) = recorder(&b);
     b.add_partner(partner("After")).unwrap();
     assert!(
         again

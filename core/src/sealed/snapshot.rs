@@ -181,12 +181,15 @@ fn decompress_frames(frames: &[(&[u8], usize)]) -> Result<Vec<Vec<u8>>> {
 /// around the bulk arrays is parsed, the arrays are kept as text. `None` when the frames
 /// are cut any other way.
 fn records_from_sections(texts: &mut [Vec<u8>]) -> Result<Option<Records>> {
-    let n = read_model::BULK_COLLECTIONS.len();
+    let n = crate::store::tables_image::BULK_COLLECTIONS.len();
     if texts.len() != 2 * n + 1 {
         return Ok(None);
     }
     let mut skeleton = Vec::new();
-    for (i, name) in read_model::BULK_COLLECTIONS.iter().enumerate() {
+    for (i, name) in crate::store::tables_image::BULK_COLLECTIONS
+        .iter()
+        .enumerate()
+    {
         let before = &texts[2 * i];
         let key = format!("\"{name}\":");
         let array = &texts[2 * i + 1];
@@ -455,7 +458,7 @@ fn json_records(compressed: &[u8]) -> Result<Option<Records>> {
 /// hold no `]` inside).
 #[cfg(test)]
 pub(crate) fn export_of_json(json: String) -> read_model::Export {
-    let bulk = read_model::BULK_COLLECTIONS
+    let bulk = crate::store::tables_image::BULK_COLLECTIONS
         .iter()
         .filter_map(|name| {
             let key = format!("\"{name}\":");

@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::tables_image::BULK_COLLECTIONS;
 use crate::doc::{self, Collection, EntityRef, SpaceKind, project};
 use crate::error::Result;
 use crate::model::{EntityKind, Followup, Member, Note, Partner, Referral, Stream, Touchpoint};
@@ -503,10 +504,6 @@ impl<'de> Deserialize<'de> for JsonText {
         Ok(JsonText(raw.get().to_owned()))
     }
 }
-
-/// The collections [`install`] writes with one statement each, in the order [`export`]
-/// writes them.
-pub const BULK_COLLECTIONS: [&str; 3] = ["touchpoints", "referrals", "followups"];
 
 /// A space's read model as [`export`] writes it: the JSON of [`Records`], and where each
 /// of the [`BULK_COLLECTIONS`] arrays starts and ends in it (a practice's only).

@@ -5,8 +5,11 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::read_model::{BULK_COLLECTIONS, Records};
 use crate::error::Result;
+
+/// The collections [`super::read_model::install`] writes with one statement each (from
+/// this image, or from JSON), in the order [`super::read_model::export`] writes them.
+pub const BULK_COLLECTIONS: [&str; 3] = ["touchpoints", "referrals", "followups"];
 
 /// The schema name under which [`with_tables`] attaches a snapshot's tables.
 const SNAPSHOT_TABLES: &str = "snapshot_tables";
@@ -158,21 +161,21 @@ fn texts(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<String>> {
 }
 
 /// Runs `f` with a snapshot's tables image (from [`export_tables`]), once checked, attached
-/// for [`super::read_model::install`] to copy from; it is detached afterwards in every case. Without an image
-/// in `records`, this is `f(conn)`.
+/// for [`super::read_model::install`] to copy from; it is detached afterwards in every
+/// case. Without an image, this is `f(conn)`.
 pub fn with_tables<T>(
     conn: &mut Connection,
-    records: &Records,
+    image: Option<&[u8]>,
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
-    let Some(image) = &records.tables else {
+    let Some(image) = image else {
         return f(conn);
     };
     check_tables(image, &bulk_definitions(conn)?)?;
     with_attached(conn, |conn| {
         // Writable only because an IMMEDIATE transaction opens a write transaction on
         // every attached database; nothing writes to it.
-        conn.deserialize_read_exact(SNAPSHOT_TABLES, image.as_slice(), image.len(), false)?;
+        conn.deserialize_read_exact(SNAPSHOT_TABLES, image, image.len(), false)?;
         f(conn)
     })
 }
